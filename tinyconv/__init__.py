@@ -1,0 +1,8 @@
+"""tinyconv: a from-scratch deep-learning engine for classic CNNs.
+
+Autograd over NumPy arrays, convolution/pooling kernels written in Numba, GEMMs on BLAS.
+"""
+from tinyconv.autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
+from tinyconv.tensor import Tensor, as_tensor, tensor
+
+__version__ = "0.1.0"
