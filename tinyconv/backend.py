@@ -58,3 +58,15 @@ class Workspace:
 
 
 workspace = Workspace()
+
+
+# Upper bound (bytes) on a layer's im2col workspace; larger layers run in batch chunks.
+workspace_limit = 128 * 2**20
+
+
+def set_workspace_limit(nbytes):
+    """Cap the im2col workspace; trades GEMM size for memory on very large layers."""
+    global workspace_limit
+    if nbytes < 1:
+        raise ValueError(f"workspace limit must be positive, got {nbytes}")
+    workspace_limit = int(nbytes)

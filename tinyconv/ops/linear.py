@@ -1,4 +1,6 @@
 """matmul (with batch broadcasting) and the fully connected layer linear(x, W, b) = x W^T + b."""
+import numpy as np
+
 from tinyconv.autograd import Function
 from tinyconv.ops.elementwise import sum_to
 from tinyconv.tensor import Tensor
@@ -20,16 +22,23 @@ class MatMul(Function):
         if a.shape[-1] != b.shape[-2 if b.ndim > 1 else 0]:
             raise ValueError(f"matmul: shapes {a.shape} and {b.shape} do not align "
                              f"({a.shape[-1]} != {b.shape[-2 if b.ndim > 1 else 0]})")
+        try:
+            np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+        except ValueError:
+            raise ValueError(f"matmul: the batch axes of shapes {a.shape} and {b.shape} "
+                             "do not broadcast") from None
         self.a, self.b = a, b
         return a @ b
 
     def backward(self, gy):
         a = self.a[None, :] if self.a.ndim == 1 else self.a
         b = self.b[:, None] if self.b.ndim == 1 else self.b
-        if self.a.ndim == 1:
-            gy = gy[..., None, :]
+        # Restore the axes numpy dropped for 1-D operands: b's column axis (last), then a's row
+        # axis before it (for 1-D @ 1-D, gy is 0-d and becomes (1, 1)).
         if self.b.ndim == 1:
             gy = gy[..., None]
+        if self.a.ndim == 1:
+            gy = gy[..., None, :]
         need_a, need_b = self.needs_input_grad
         ga = sum_to(gy @ _swap_last(b), a.shape).reshape(self.a.shape) if need_a else None
         gb = sum_to(_swap_last(a) @ gy, b.shape).reshape(self.b.shape) if need_b else None
@@ -75,5 +84,7 @@ def linear(x, weight, bias=None):
         raise ValueError(f"linear: bias must be ({weight.shape[0]},), got {bias.shape}")
     if x.dtype != weight.dtype:
         raise TypeError(f"linear: input dtype {x.dtype} differs from weight dtype {weight.dtype}")
+    if bias is not None and bias.dtype != weight.dtype:
+        raise TypeError(f"linear: bias dtype {bias.dtype} differs from weight dtype {weight.dtype}")
     args = (x, weight) if bias is None else (x, weight, bias)
     return Linear()(*args)

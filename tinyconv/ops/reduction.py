@@ -33,7 +33,7 @@ class Sum(Function):
 
     def forward(self, x):
         self.in_shape = x.shape
-        self.axes = _normalize_axes(self.axis, x.ndim, "sum")
+        self.axes = _normalize_axes(self.axis, x.ndim, self.name.lower())  # "sum" or "mean"
         return x.sum(axis=self.axes, keepdims=self.keepdims)
 
     def backward(self, gy):

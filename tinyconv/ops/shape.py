@@ -31,7 +31,8 @@ class Transpose(Function):
 
     def forward(self, x):
         axes = tuple(reversed(range(x.ndim))) if self.axes is None else self.axes
-        if sorted(a % x.ndim for a in axes) != list(range(x.ndim)) or len(axes) != x.ndim:
+        if (len(axes) != x.ndim or not all(-x.ndim <= a < x.ndim for a in axes)
+                or sorted(a % x.ndim for a in axes) != list(range(x.ndim))):
             raise ValueError(f"transpose: axes {axes} are not a permutation of a rank-{x.ndim} tensor's axes")
         self.inverse = tuple(sorted(range(x.ndim), key=lambda i: axes[i] % x.ndim))
         return x.transpose(axes)
@@ -101,9 +102,9 @@ class Split(Function):
         self.sizes, self.axis = list(sizes), axis
 
     def forward(self, x):
-        if sum(self.sizes) != x.shape[self.axis]:
-            raise ValueError(f"split: sizes {self.sizes} do not add up to {x.shape[self.axis]}, "
-                             f"the size of axis {self.axis} of shape {x.shape}")
+        if sum(self.sizes) != x.shape[self.axis] or any(s < 0 for s in self.sizes):
+            raise ValueError(f"split: sizes {self.sizes} must be non-negative and add up to "
+                             f"{x.shape[self.axis]}, the size of axis {self.axis} of shape {x.shape}")
         bounds = list(_cumulative(self.sizes))[:-1]
         return tuple(array_module(x).split(x, bounds, axis=self.axis))
 
@@ -193,6 +194,8 @@ def split(x, split_size_or_sections, axis=0):
     n = x.shape[axis]
     if isinstance(split_size_or_sections, int):
         step = split_size_or_sections
+        if step <= 0:
+            raise ValueError(f"split: the chunk size must be positive, got {step}")
         sizes = [min(step, n - i) for i in range(0, n, step)]
     else:
         sizes = list(split_size_or_sections)
@@ -203,6 +206,8 @@ def pad(x, pad_width, value=0.0):
     """``pad_width`` as numpy's (one (before, after) pair per axis) or torch's flat tuple
     (last axis first: (left, right, top, bottom, ...))."""
     if pad_width and isinstance(pad_width[0], int):
+        if len(pad_width) % 2:
+            raise ValueError(f"pad: flat widths need an even length (pairs), got {tuple(pad_width)}")
         pairs = [tuple(pad_width[i:i + 2]) for i in range(0, len(pad_width), 2)]
         widths = [(0, 0)] * (x.ndim - len(pairs)) + list(reversed(pairs))
     else:

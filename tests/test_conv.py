@@ -1,0 +1,155 @@
+"""conv2d: forward against a loop written from the definition, gradients by finite differences,
+PyTorch parity, bad input."""
+import numpy as np
+import pytest
+from hypothesis import given, settings
+
+import tinyconv
+from tinyconv import backend
+from tinyconv.ops.conv import conv2d
+from tinyconv.testing import check_grad, conv_params
+
+
+def naive_conv2d(x, w, b, stride, padding, dilation, groups):
+    """y[n,o,p,q] = b[o] + sum_{c,i,j} w[o,c,i,j] x[n, g*C/g + c, p*sh - ph + i*dh, q*sw - pw + j*dw]."""
+    n, c_in, h, wd = x.shape
+    c_out, c_per_group, kh, kw = w.shape
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+    oh = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+    ow = (wd + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    out_per_group = c_out // groups
+    y = np.zeros((n, c_out, oh, ow), dtype=np.float64)
+    for b_ in range(n):
+        for o in range(c_out):
+            first_channel = (o // out_per_group) * c_per_group
+            for p in range(oh):
+                for q in range(ow):
+                    total = 0.0 if b is None else b[o]
+                    for c in range(c_per_group):
+                        for i in range(kh):
+                            for j in range(kw):
+                                r, s = p * sh - ph + i * dh, q * sw - pw + j * dw
+                                if 0 <= r < h and 0 <= s < wd:
+                                    total += w[o, c, i, j] * x[b_, first_channel + c, r, s]
+                    y[b_, o, p, q] = total
+    return y
+
+
+def make_problem(p, seed=0, dtype=np.float64):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((p["n"], p["c_in"], p["h"], p["w"])).astype(dtype)
+    w = rng.standard_normal((p["c_out"], p["c_in"] // p["groups"], p["kh"], p["kw"])).astype(dtype)
+    b = rng.standard_normal(p["c_out"]).astype(dtype)
+    return x, w, b
+
+
+def conv_of(p):
+    return lambda x, w, b: conv2d(x, w, b, p["stride"], p["padding"], p["dilation"], p["groups"])
+
+
+@settings(max_examples=60)
+@given(conv_params())
+def test_forward_matches_definition(p):
+    x, w, b = make_problem(p)
+    y = conv_of(p)(tinyconv.tensor(x), tinyconv.tensor(w), tinyconv.tensor(b))
+    expected = naive_conv2d(x, w, b, p["stride"], p["padding"], p["dilation"], p["groups"])
+    np.testing.assert_allclose(y.data, expected, rtol=1e-10, atol=1e-10)
+
+
+@settings(max_examples=30)
+@given(conv_params(depthwise=True))
+def test_depthwise_forward_matches_definition(p):
+    x, w, b = make_problem(p)
+    y = conv_of(p)(tinyconv.tensor(x), tinyconv.tensor(w), tinyconv.tensor(b))
+    expected = naive_conv2d(x, w, b, p["stride"], p["padding"], p["dilation"], p["groups"])
+    np.testing.assert_allclose(y.data, expected, rtol=1e-10, atol=1e-10)
+
+
+@settings(max_examples=30)
+@given(conv_params())
+def test_gradients(p):
+    check_grad(conv_of(p), *make_problem(p))
+
+
+@settings(max_examples=25)
+@given(conv_params(depthwise=True))
+def test_depthwise_gradients(p):
+    check_grad(conv_of(p), *make_problem(p))
+
+
+def test_float32_forward_close_to_float64():
+    p = dict(n=2, c_in=3, c_out=4, h=9, w=7, kh=3, kw=2, stride=(2, 1), padding=(1, 1), dilation=(1, 2), groups=1)
+    x, w, b = make_problem(p)
+    y32 = conv_of(p)(*(tinyconv.tensor(a.astype(np.float32)) for a in (x, w, b)))
+    assert y32.dtype == np.float32
+    np.testing.assert_allclose(y32.data, naive_conv2d(x, w, b, (2, 1), (1, 1), (1, 2), 1), rtol=1e-4, atol=1e-5)
+
+
+def test_batch_chunking_gives_same_result(monkeypatch):
+    """A tiny workspace limit forces one image per chunk; results must not change."""
+    p = dict(n=5, c_in=2, c_out=3, h=6, w=6, kh=3, kw=3, stride=(1, 1), padding=(1, 1), dilation=(1, 1), groups=1)
+    x, w, b = make_problem(p)
+    xs = [tinyconv.tensor(a, requires_grad=True) for a in (x, w, b)]
+    y = conv_of(p)(*xs)
+    (y * y).sum().backward()
+    full = [y.data.copy()] + [t.grad.copy() for t in xs]
+    monkeypatch.setattr(backend, "workspace_limit", 1)
+    xs = [tinyconv.tensor(a, requires_grad=True) for a in (x, w, b)]
+    y = conv_of(p)(*xs)
+    (y * y).sum().backward()
+    for got, want in zip([y.data] + [t.grad for t in xs], full):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("groups,c_in,c_out", [(1, 16, 32), (2, 8, 6), (8, 8, 8), (4, 4, 8)])
+def test_matches_pytorch_float32(groups, c_in, c_out):
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((4, c_in, 13, 11)).astype(np.float32)
+    w = rng.standard_normal((c_out, c_in // groups, 3, 3)).astype(np.float32) * 0.2
+    b = rng.standard_normal(c_out).astype(np.float32)
+    gy = rng.standard_normal((4, c_out, 7, 11)).astype(np.float32)
+    args = dict(stride=(2, 1), padding=1, dilation=(1, 1), groups=groups)
+    tx, tw, tb = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
+    ty = torch.nn.functional.conv2d(tx, tw, tb, **args)
+    ty.backward(torch.tensor(gy))
+    ours = [tinyconv.tensor(a, requires_grad=True) for a in (x, w, b)]
+    y = conv2d(*ours, **args)
+    y.backward(gy)
+    np.testing.assert_allclose(y.data, ty.detach().numpy(), rtol=1e-4, atol=1e-4)
+    for mine, theirs in zip(ours, (tx, tw, tb)):
+        np.testing.assert_allclose(mine.grad, theirs.grad.numpy(), rtol=1e-4, atol=1e-3)
+
+
+def _conv_error(x_shape, w_shape, dtype=np.float32, w_dtype=None, **kw):
+    x = tinyconv.tensor(np.zeros(x_shape, dtype=dtype))
+    w = tinyconv.tensor(np.zeros(w_shape, dtype=w_dtype or dtype))
+    return conv2d(x, w, **kw)
+
+
+@pytest.mark.parametrize("x_shape,w_shape,kw,error,words", [
+    ((3, 8, 8), (4, 3, 3, 3), {}, ValueError, ["conv2d", "4-D", "(3, 8, 8)"]),
+    ((1, 3, 8, 8), (4, 3, 3), {}, ValueError, ["conv2d", "weight", "(4, 3, 3)"]),
+    ((1, 2, 8, 8), (4, 3, 3, 3), {}, ValueError, ["conv2d", "2 channels", "(4, 3, 3, 3)"]),
+    ((1, 4, 8, 8), (3, 2, 3, 3), {"groups": 2}, ValueError, ["conv2d", "divisible", "groups=2"]),
+    ((1, 3, 2, 2), (4, 3, 5, 5), {}, ValueError, ["conv2d", "larger than the padded input", "(1, 3, 2, 2)"]),
+    ((1, 3, 8, 8), (4, 3, 3, 3), {"stride": 0}, ValueError, ["conv2d", "stride"]),
+    ((1, 3, 8, 8), (4, 3, 3, 3), {"padding": -1}, ValueError, ["conv2d", "padding"]),
+    ((1, 3, 8, 8), (4, 3, 3, 3), {"stride": (1, 2, 3)}, TypeError, ["conv2d", "stride"]),
+])
+def test_bad_input(x_shape, w_shape, kw, error, words):
+    with pytest.raises(error) as info:
+        _conv_error(x_shape, w_shape, **kw)
+    for word in words:
+        assert word in str(info.value)
+
+
+def test_bad_dtypes():
+    with pytest.raises(TypeError, match="conv2d.*int64"):
+        _conv_error((1, 3, 8, 8), (4, 3, 3, 3), dtype=np.int64, w_dtype=np.float32)
+    with pytest.raises(TypeError, match="conv2d.*float32.*float64"):
+        _conv_error((1, 3, 8, 8), (4, 3, 3, 3), dtype=np.float32, w_dtype=np.float64)
+    with pytest.raises(ValueError, match=r"conv2d: bias must have shape \(4,\)"):
+        conv2d(tinyconv.tensor(np.zeros((1, 3, 8, 8), np.float32)), tinyconv.tensor(np.zeros((4, 3, 3, 3), np.float32)),
+               tinyconv.tensor(np.zeros(5, np.float32)))

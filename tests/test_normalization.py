@@ -1,0 +1,128 @@
+"""batch_norm and local_response_norm: definitions, finite differences, PyTorch, errors."""
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import tinyconv
+from tinyconv.ops.lrn import local_response_norm
+from tinyconv.ops.normalization import batch_norm
+from tinyconv.testing import arrays, check_grad
+
+shapes_4d = st.tuples(st.integers(1, 3), st.integers(1, 4), st.integers(1, 4), st.integers(1, 4))
+shapes_2d = st.tuples(st.integers(2, 5), st.integers(1, 4))
+
+
+def stats(c):
+    return tinyconv.tensor(np.zeros(c)), tinyconv.tensor(np.ones(c))
+
+
+@settings(max_examples=30)
+@given(st.one_of(shapes_4d, shapes_2d).filter(lambda s: np.prod(s) // s[1] >= 2), st.data())
+def test_training_forward_and_gradients(shape, data):
+    x = data.draw(arrays(shape))
+    c = shape[1]
+    gamma, beta = np.linspace(0.5, 1.5, c), np.linspace(-1, 1, c)
+    axes = (0,) if len(shape) == 2 else (0, 2, 3)
+    bshape = (1, c) + (1,) * (len(shape) - 2)
+    mean, var = x.mean(axis=axes, keepdims=True), x.var(axis=axes, keepdims=True)
+    expected = (x - mean) / np.sqrt(var + 1e-5) * gamma.reshape(bshape) + beta.reshape(bshape)
+    y = batch_norm(tinyconv.tensor(x), *stats(c), tinyconv.tensor(gamma), tinyconv.tensor(beta), training=True)
+    np.testing.assert_allclose(y.data, expected, rtol=1e-9, atol=1e-9)
+    check_grad(lambda x, g, b: batch_norm(x, None, None, g, b, training=True), x, gamma, beta, atol=1e-4)
+
+
+@settings(max_examples=20)
+@given(shapes_4d, st.data())
+def test_eval_gradients(shape, data):
+    x = data.draw(arrays(shape))
+    c = shape[1]
+    rm, rv = tinyconv.tensor(np.linspace(-0.5, 0.5, c)), tinyconv.tensor(np.linspace(0.5, 2.0, c))
+    check_grad(lambda x, g, b: batch_norm(x, rm, rv, g, b, training=False), x, np.ones(c) * 1.3, np.zeros(c) + 0.2)
+
+
+def test_running_statistics_update():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4, 3, 5, 5)) * 2 + 1
+    rm, rv = stats(3)
+    batch_norm(tinyconv.tensor(x), rm, rv, training=True, momentum=0.1)
+    n = x.size // 3
+    np.testing.assert_allclose(rm.data, 0.1 * x.mean(axis=(0, 2, 3)))
+    np.testing.assert_allclose(rv.data, 0.9 + 0.1 * x.var(axis=(0, 2, 3)) * n / (n - 1))
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("training", [True, False])
+def test_batch_norm_matches_pytorch(training):
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((8, 4, 6, 6)).astype(np.float32) * 3 + 2
+    gamma, beta = rng.standard_normal(4).astype(np.float32), rng.standard_normal(4).astype(np.float32)
+    rm0, rv0 = rng.standard_normal(4).astype(np.float32), rng.uniform(0.5, 2, 4).astype(np.float32)
+    gy = rng.standard_normal(x.shape).astype(np.float32)
+    tx, tg, tb = (torch.tensor(a, requires_grad=True) for a in (x, gamma, beta))
+    trm, trv = torch.tensor(rm0), torch.tensor(rv0)
+    ty = torch.nn.functional.batch_norm(tx, trm, trv, tg, tb, training=training, momentum=0.1, eps=1e-5)
+    ty.backward(torch.tensor(gy))
+    ours = [tinyconv.tensor(a, requires_grad=True) for a in (x, gamma, beta)]
+    rm, rv = tinyconv.tensor(rm0.copy()), tinyconv.tensor(rv0.copy())
+    y = batch_norm(ours[0], rm, rv, ours[1], ours[2], training=training, momentum=0.1, eps=1e-5)
+    y.backward(gy)
+    np.testing.assert_allclose(y.data, ty.detach().numpy(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(rm.data, trm.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(rv.data, trv.numpy(), rtol=1e-5, atol=1e-6)
+    for mine, theirs in zip(ours, (tx, tg, tb)):
+        np.testing.assert_allclose(mine.grad, theirs.grad.numpy(), rtol=1e-4, atol=1e-3)
+
+
+def test_batch_norm_bad_input():
+    x = tinyconv.tensor(np.zeros((2, 3, 4, 4), np.float32))
+    with pytest.raises(ValueError, match=r"batch_norm: input must be \(N, C\) or \(N, C, H, W\), got shape \(2, 3, 4\)"):
+        batch_norm(tinyconv.tensor(np.zeros((2, 3, 4), np.float32)), None, None, training=True)
+    with pytest.raises(ValueError, match=r"batch_norm: weight must have shape \(3,\).*got \(4,\)"):
+        batch_norm(x, None, None, tinyconv.tensor(np.ones(4, np.float32)), training=True)
+    with pytest.raises(ValueError, match="batch_norm: eval mode needs running_mean"):
+        batch_norm(x, None, None, training=False)
+    with pytest.raises(ValueError, match="more than one value per channel"):
+        batch_norm(tinyconv.tensor(np.zeros((1, 3), np.float32)), None, None, training=True)
+    with pytest.raises(TypeError, match="batch_norm: .*float32.*float64"):
+        batch_norm(x, None, None, tinyconv.tensor(np.ones(3)), training=True)
+
+
+def naive_lrn(x, size, alpha, beta, k):
+    n, c, h, w = x.shape
+    y = np.empty_like(x)
+    for ch in range(c):
+        lo, hi = max(0, ch - size // 2), min(c, ch + (size - 1) // 2 + 1)
+        s = k + alpha / size * (x[:, lo:hi] ** 2).sum(axis=1)
+        y[:, ch] = x[:, ch] / s ** beta
+    return y
+
+
+@settings(max_examples=30)
+@given(shapes_4d, st.integers(1, 5), st.data())
+def test_lrn_forward_and_gradients(shape, size, data):
+    x = data.draw(arrays(shape))
+    y = local_response_norm(tinyconv.tensor(x), size, alpha=0.5, beta=0.75, k=2.0)
+    np.testing.assert_allclose(y.data, naive_lrn(x, size, 0.5, 0.75, 2.0), rtol=1e-10, atol=1e-12)
+    check_grad(lambda t: local_response_norm(t, size, alpha=0.5, beta=0.75, k=2.0), x)
+
+
+@pytest.mark.torch
+def test_lrn_matches_pytorch():
+    torch = pytest.importorskip("torch")
+    x = np.random.default_rng(2).standard_normal((2, 7, 5, 5)).astype(np.float32) * 3
+    tx = torch.tensor(x, requires_grad=True)
+    ty = torch.nn.functional.local_response_norm(tx, 5, alpha=1e-2, beta=0.75, k=2.0)
+    ty.sum().backward()
+    t = tinyconv.tensor(x, requires_grad=True)
+    y = local_response_norm(t, 5, alpha=1e-2, beta=0.75, k=2.0)
+    y.sum().backward()
+    np.testing.assert_allclose(y.data, ty.detach().numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(t.grad, tx.grad.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_lrn_bad_input():
+    with pytest.raises(ValueError, match=r"local_response_norm: input must be 4-D"):
+        local_response_norm(tinyconv.tensor(np.zeros((2, 3), np.float32)), 3)
+    with pytest.raises(ValueError, match="local_response_norm: size must be a positive int"):
+        local_response_norm(tinyconv.tensor(np.zeros((1, 3, 2, 2), np.float32)), 0)

@@ -1,0 +1,158 @@
+"""2-D convolution (cross-correlation, as in every DL framework), NCHW, PyTorch weight layout.
+
+    y[n, o, p, q] = b[o] + sum_{c in group(o), i, j} w[o, c', i, j] * x[n, c, p*sh - ph + i*dh, q*sw - pw + j*dw]
+
+General convs run as im2col -> GEMM: unfold the input into ``col`` (C*kh*kw, N*oh*ow) and
+multiply by W (O, C/g*kh*kw), one GEMM per group. Backward reuses the same layout:
+dW = gy_mat col^T, dcol = W^T gy_mat, dx = col2im(dcol). The batch is processed in chunks so the
+``col`` workspace stays under ``backend.workspace_limit`` bytes however large the layer.
+Depthwise convs (groups == C_in) have too little work per column for a GEMM and use direct kernels.
+"""
+import numpy as np
+
+from tinyconv import backend
+from tinyconv.autograd import Function
+from tinyconv.backend import array_module
+from tinyconv.ops.params import check_input, check_same_dtype, pair, window_output_size
+from tinyconv.tensor import Tensor
+
+
+def _batch_chunk(n, bytes_per_sample):
+    return max(1, min(n, backend.workspace_limit // max(bytes_per_sample, 1)))
+
+
+class Conv2d(Function):
+    """im2col + GEMM convolution; inputs x (N, C, H, W), w (O, C/g, kh, kw), optional b (O,)."""
+
+    def __init__(self, stride, padding, dilation, groups):
+        self.stride, self.padding, self.dilation, self.groups = stride, padding, dilation, groups
+
+    def _geometry(self, x, w):
+        n, c, h, wd = x.shape
+        o, _, kh, kw = w.shape
+        oh = window_output_size(h, kh, self.stride[0], self.padding[0], self.dilation[0])
+        ow = window_output_size(wd, kw, self.stride[1], self.padding[1], self.dilation[1])
+        return (kh, kw, *self.stride, *self.padding, *self.dilation, oh, ow)
+
+    def forward(self, x, w, b=None):
+        xp = array_module(x)
+        kernels = backend.kernels(xp)
+        x = xp.ascontiguousarray(x)
+        self.x, self.w = x, w
+        n, c = x.shape[:2]
+        o, g = w.shape[0], self.groups
+        geometry = self._geometry(x, w)
+        oh, ow = geometry[-2:]
+        rows, plane = c * w.shape[2] * w.shape[3], oh * ow
+        w_mat = w.reshape(g, o // g, rows // g)
+        y = xp.empty((n, o, oh, ow), dtype=x.dtype)
+        chunk = _batch_chunk(n, rows * plane * x.itemsize)
+        for n0 in range(0, n, chunk):
+            nb = min(chunk, n - n0)
+            col = backend.workspace.get("col", (rows, nb * plane), x.dtype, xp)
+            kernels.im2col(x[n0:n0 + nb], col, *geometry)
+            out = backend.workspace.get("gemm", (g, o // g, nb * plane), x.dtype, xp)
+            xp.matmul(w_mat, col.reshape(g, rows // g, nb * plane), out=out)
+            y[n0:n0 + nb] = out.reshape(o, nb, oh, ow).transpose(1, 0, 2, 3)
+        if b is not None:
+            y += b.reshape(1, o, 1, 1)
+        return y
+
+    def backward(self, gy):
+        xp = array_module(gy)
+        kernels = backend.kernels(xp)
+        x, w, g = self.x, self.w, self.groups
+        need_x, need_w = self.needs_input_grad[:2]
+        n, c = x.shape[:2]
+        o = w.shape[0]
+        geometry = self._geometry(x, w)
+        oh, ow = geometry[-2:]
+        rows, plane = c * w.shape[2] * w.shape[3], oh * ow
+        w_mat = w.reshape(g, o // g, rows // g)
+        gx = xp.empty(x.shape, dtype=x.dtype) if need_x else None
+        gw = xp.zeros((g, o // g, rows // g), dtype=x.dtype) if need_w else None
+        chunk = _batch_chunk(n, rows * plane * x.itemsize)
+        for n0 in range(0, n, chunk):
+            nb = min(chunk, n - n0)
+            gy_mat = backend.workspace.get("gemm", (o, nb, oh, ow), x.dtype, xp)
+            gy_mat[...] = gy[n0:n0 + nb].transpose(1, 0, 2, 3)
+            gy_mat = gy_mat.reshape(g, o // g, nb * plane)
+            col = backend.workspace.get("col", (g, rows // g, nb * plane), x.dtype, xp)
+            if need_w:
+                kernels.im2col(x[n0:n0 + nb], col.reshape(rows, nb * plane), *geometry)
+                gw += gy_mat @ col.transpose(0, 2, 1)
+            if need_x:
+                xp.matmul(w_mat.transpose(0, 2, 1), gy_mat, out=col)
+                kernels.col2im(col.reshape(rows, nb * plane), gx[n0:n0 + nb], *geometry)
+        grads = (gx, gw.reshape(w.shape) if need_w else None)
+        if len(self.needs_input_grad) == 3:
+            grads += (gy.sum(axis=(0, 2, 3)),)
+        return grads
+
+
+class DepthwiseConv2d(Conv2d):
+    """groups == C_in: output channel o convolves input channel o // m alone (m = O / C_in)."""
+
+    def forward(self, x, w, b=None):
+        xp = array_module(x)
+        x, w = xp.ascontiguousarray(x), xp.ascontiguousarray(w)
+        self.x, self.w = x, w
+        kh, kw, *args, oh, ow = self._geometry(x, w)
+        y = xp.empty((x.shape[0], w.shape[0], oh, ow), dtype=x.dtype)
+        backend.kernels(xp).depthwise_forward(x, w, y, *args)
+        if b is not None:
+            y += b.reshape(1, -1, 1, 1)
+        return y
+
+    def backward(self, gy):
+        xp = array_module(gy)
+        kernels = backend.kernels(xp)
+        gy = xp.ascontiguousarray(gy)
+        _, _, *args, _, _ = self._geometry(self.x, self.w)
+        need_x, need_w = self.needs_input_grad[:2]
+        gx = gw = None
+        if need_x:
+            gx = xp.empty(self.x.shape, dtype=gy.dtype)
+            kernels.depthwise_backward_input(gy, self.w, gx, *args)
+        if need_w:
+            gw = xp.empty(self.w.shape, dtype=gy.dtype)
+            kernels.depthwise_backward_weight(gy, self.x, gw, *args)
+        grads = (gx, gw)
+        if len(self.needs_input_grad) == 3:
+            grads += (gy.sum(axis=(0, 2, 3)),)
+        return grads
+
+
+def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """2-D convolution of x (N, C, H, W) with weight (O, C/groups, kh, kw) and optional bias (O,).
+
+    Output (N, O, oh, ow) with oh = floor((H + 2 ph - dh (kh - 1) - 1) / sh) + 1 (same for ow).
+    ``groups == C`` (and C > 1) runs the depthwise kernels.
+    """
+    op = "conv2d"
+    x = x if isinstance(x, Tensor) else Tensor(x)
+    check_input(x, op)
+    if weight.ndim != 4:
+        raise ValueError(f"{op}: weight must be 4-D (out_channels, in_channels/groups, kh, kw), "
+                         f"got shape {weight.shape}")
+    stride, padding = pair(stride, "stride", op, 1), pair(padding, "padding", op, 0)
+    dilation = pair(dilation, "dilation", op, 1)
+    if not isinstance(groups, (int, np.integer)) or groups < 1:
+        raise ValueError(f"{op}: groups must be a positive int, got {groups!r}")
+    n, c, h, w = x.shape
+    o, c_per_group, kh, kw = weight.shape
+    if c != c_per_group * groups:
+        raise ValueError(f"{op}: input has {c} channels but weight {tuple(weight.shape)} with groups={groups} "
+                         f"expects {c_per_group * groups}")
+    if o % groups:
+        raise ValueError(f"{op}: out_channels {o} is not divisible by groups={groups}")
+    if bias is not None and tuple(bias.shape) != (o,):
+        raise ValueError(f"{op}: bias must have shape ({o},), got {tuple(bias.shape)}")
+    check_same_dtype(op, input=x, weight=weight, bias=bias)
+    for axis, size, k, p, d in (("height", h, kh, padding[0], dilation[0]), ("width", w, kw, padding[1], dilation[1])):
+        if size + 2 * p < d * (k - 1) + 1:
+            raise ValueError(f"{op}: kernel {kh}x{kw} (dilation {dilation}) is larger than the padded input "
+                             f"{axis} {size} + 2*{p} for input shape {x.shape}")
+    function = (DepthwiseConv2d if groups == c and c > 1 else Conv2d)(stride, padding, dilation, groups)
+    args = (x, weight) if bias is None else (x, weight, bias)
+    return function(*args)
