@@ -57,13 +57,14 @@ class Function:
         single = not isinstance(outs, tuple)
         if single:
             outs = (outs,)
-        outputs = tuple(Tensor(y, requires_grad=record) for y in outs)
+        outputs = tuple(Tensor(y) for y in outs)
         if record:
             self.inputs = inputs
             self.output_refs = tuple(weakref.ref(y) for y in outputs)
             self.output_meta = tuple((y.shape, y.dtype) for y in outs)
             for i, y in enumerate(outputs):
-                y.creator, y.output_index = self, i
+                if y.dtype.kind == "f":  # integer/bool outputs (a cast to int) are constants
+                    y.requires_grad, y.creator, y.output_index = True, self, i
         return outputs[0] if single else outputs
 
     def forward(self, *arrays):
@@ -112,6 +113,13 @@ def _accumulate(total, grad):
     return grad if total is None else total + grad
 
 
+def _accumulate_into(tensor, grad):
+    """Add ``grad`` into ``tensor.grad``, which is always an array of the tensor's own: backward may
+    hand one array (or a read-only broadcast view) to several inputs."""
+    grad = grad.astype(tensor.dtype, copy=tensor.grad is None)
+    tensor.grad = grad if tensor.grad is None else tensor.grad + grad
+
+
 def backward(root, grad=None, retain_graph=False):
     """Accumulate d(root)/d(leaf) into ``leaf.grad`` for every leaf that requires grad."""
     xp = root.xp
@@ -123,12 +131,12 @@ def backward(root, grad=None, retain_graph=False):
                 f"backward: grad can be omitted only for a single-element output, got shape {root.shape}")
         grad = xp.ones(root.shape, dtype=root.dtype)
     else:
-        grad = grad.data if hasattr(grad, "creator") else xp.asarray(grad, dtype=root.dtype)
+        grad = xp.asarray(grad.data if hasattr(grad, "creator") else grad, dtype=root.dtype)
         if grad.shape != root.shape:
             raise ValueError(f"backward: grad has shape {grad.shape}, the tensor has {root.shape}")
 
     if root.creator is None:
-        root.grad = _accumulate(root.grad, grad)
+        _accumulate_into(root, grad)
         return
 
     # Pending gradients are keyed by (producing Function, output position), not by tensor: an
@@ -143,7 +151,7 @@ def backward(root, grad=None, retain_graph=False):
         for ref, g in zip(fn.output_refs, grad_outputs):
             y = ref()
             if y is not None and g is not None and y.retains_grad:
-                y.grad = _accumulate(y.grad, g)
+                _accumulate_into(y, g)
         grad_outputs = [g if g is not None else xp.zeros(shape, dtype=dtype)
                         for g, (shape, dtype) in zip(grad_outputs, fn.output_meta)]
         grad_inputs = fn.backward(*grad_outputs)
@@ -158,9 +166,10 @@ def backward(root, grad=None, retain_graph=False):
             if gx.shape != x.shape:
                 raise RuntimeError(f"{fn.name}.backward returned a gradient of shape {gx.shape} "
                                    f"for an input of shape {x.shape}")
+            if gx.dtype != x.dtype:  # a float32 input of a float64 op gets a float32 gradient
+                gx = gx.astype(x.dtype)
             if x.creator is None:
-                # A leaf owns its gradient: backward may hand the same array to several inputs.
-                x.grad = gx.copy() if x.grad is None else x.grad + gx
+                _accumulate_into(x, gx)
             else:
                 key = (id(x.creator), x.output_index)
                 grads[key] = _accumulate(grads.get(key), gx)

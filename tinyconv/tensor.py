@@ -192,11 +192,15 @@ def tensor(data, requires_grad=False, dtype=None):
 
 
 def as_tensor(value, like=None):
-    """``value`` as a Tensor; scalars take the dtype of ``like`` so float32 math stays float32."""
+    """``value`` as a Tensor. Next to ``like``, a list takes ``like``'s dtype and a Python scalar
+    the dtype numpy 2 gives it: ``like``'s own when that loses nothing (float32 math stays
+    float32), else the promoted one (an int tensor times 0.5 is float64)."""
     if isinstance(value, Tensor):
         return value
     if like is not None and not hasattr(value, "shape"):
-        return Tensor(like.xp.asarray(value, dtype=like.dtype))
+        scalar = isinstance(value, (int, float, complex))
+        dtype = np.result_type(like.dtype, value) if scalar else like.dtype
+        return Tensor(like.xp.asarray(value, dtype=dtype))
     return Tensor(value)
 
 

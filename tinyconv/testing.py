@@ -18,7 +18,7 @@ def numerical_grad(fn, inputs, index, direction=None, eps=1e-6):
     x = inputs[index]
 
     def value_at(perturbed):
-        args = list(inputs)
+        args = [Tensor(a) for a in inputs]
         args[index] = Tensor(perturbed)
         return float(np.sum(fn(*args).data.astype(np.float64)))
 
@@ -92,12 +92,13 @@ def arrays(shape, dtype=np.float64, low=-2.0, high=2.0):
 
 def distinct_arrays(shape, dtype=np.float64, seed_strategy=None):
     """Strategy: arrays whose values are all distinct and well separated (no max-pool ties,
-    no ReLU kinks within finite-difference reach): a shuffled arithmetic progression."""
+    no ReLU kinks within finite-difference reach): a shuffled arithmetic progression in [-1, 1]
+    with an even number of terms, so 0 is never one of them."""
     from hypothesis import strategies as st
 
     def build(seed, shape):
         n = int(np.prod(shape))
-        values = np.linspace(-1.0, 1.0, n) if n > 1 else np.array([0.5])
+        values = np.linspace(-1.0, 1.0, n + n % 2)[:n]
         return np.random.default_rng(seed).permutation(values).reshape(shape).astype(dtype)
 
     shape_st = shape if hasattr(shape, "example") else st.just(tuple(shape))
