@@ -17,11 +17,12 @@ setup(
     ],
     package_dir={"tinyconv.kernels": "kernels"},
     package_data={"tinyconv.kernels.cuda": ["*.cu", "*.cuh"]},
-    install_requires=["numpy>=1.24", "numba>=0.58", "tqdm>=4.60"],
+    # tbb gives numba a threading layer that does not spin against OpenBLAS (kernels/cpu/__init__.py).
+    install_requires=["numpy>=1.24", "numba>=0.58", "tqdm>=4.60",
+                      "tbb; platform_system == 'Linux' and platform_machine == 'x86_64'"],
     extras_require={
         "test": ["pytest>=7", "hypothesis>=6.80", "matplotlib>=3.5"],
         "plot": ["matplotlib>=3.5"],
-        "tbb": ["tbb"],
         "cuda": ["cupy-cuda12x>=13"],
     },
 )

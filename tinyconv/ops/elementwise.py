@@ -3,6 +3,8 @@
 Forward broadcasts the inputs against each other; backward sums each gradient back to the shape of
 its input (``sum_to``), since an input broadcast along an axis was used once per element there.
 """
+import numpy as np
+
 from tinyconv.autograd import Function
 from tinyconv.backend import array_module
 from tinyconv.tensor import Tensor, as_tensor
@@ -17,12 +19,18 @@ def sum_to(grad, shape):
     return grad.sum(axis=axes, keepdims=True).reshape(shape)
 
 
-def _operands(a, b):
-    """Both operands as Tensors, a Python scalar taking the other side's dtype."""
+def _operands(a, b, op):
+    """Both operands as Tensors (a Python scalar takes the other side's dtype), checked to broadcast."""
     if isinstance(a, Tensor):
-        return a, as_tensor(b, like=a)
-    b = as_tensor(b)
-    return as_tensor(a, like=b), b
+        a, b = a, as_tensor(b, like=a)
+    else:
+        b = as_tensor(b)
+        a = as_tensor(a, like=b)
+    try:
+        np.broadcast_shapes(a.shape, b.shape)
+    except ValueError:
+        raise ValueError(f"{op}: shapes {a.shape} and {b.shape} do not broadcast") from None
+    return a, b
 
 
 class Add(Function):
@@ -167,31 +175,31 @@ class Minimum(Maximum):
 
 
 def add(a, b):
-    return Add()(*_operands(a, b))
+    return Add()(*_operands(a, b, "add"))
 
 
 def sub(a, b):
-    return Sub()(*_operands(a, b))
+    return Sub()(*_operands(a, b, "sub"))
 
 
 def mul(a, b):
-    return Mul()(*_operands(a, b))
+    return Mul()(*_operands(a, b, "mul"))
 
 
 def div(a, b):
-    return Div()(*_operands(a, b))
+    return Div()(*_operands(a, b, "div"))
 
 
 def pow(a, b):
-    return Pow()(*_operands(a, b))
+    return Pow()(*_operands(a, b, "pow"))
 
 
 def maximum(a, b):
-    return Maximum()(*_operands(a, b))
+    return Maximum()(*_operands(a, b, "maximum"))
 
 
 def minimum(a, b):
-    return Minimum()(*_operands(a, b))
+    return Minimum()(*_operands(a, b, "minimum"))
 
 
 def neg(x):

@@ -68,6 +68,8 @@ class Concat(Function):
     def forward(self, *xs):
         xp = array_module(*xs)
         ref = xs[0]
+        if not -ref.ndim <= self.axis < ref.ndim:
+            raise ValueError(f"concat: axis {self.axis} is out of range for tensors of rank {ref.ndim}")
         for x in xs[1:]:
             if x.ndim != ref.ndim or any(a != b for i, (a, b) in enumerate(zip(x.shape, ref.shape))
                                          if i != self.axis % ref.ndim):
