@@ -17,6 +17,13 @@ from tinyconv.ops.params import check_input, check_same_dtype, pair, window_outp
 from tinyconv.tensor import Tensor
 
 
+def _groups(matrix, groups):
+    """The row blocks of a 2-D array, one per group; each is a contiguous 2-D view for BLAS
+    (numpy's stacked 3-D matmul does not reach BLAS for the transposed operands of backward)."""
+    rows = matrix.shape[0] // groups
+    return [matrix[i * rows:(i + 1) * rows] for i in range(groups)]
+
+
 def _batch_chunk(n, bytes_per_sample):
     return max(1, min(n, backend.workspace_limit // max(bytes_per_sample, 1)))
 
@@ -44,15 +51,16 @@ class Conv2d(Function):
         geometry = self._geometry(x, w)
         oh, ow = geometry[-2:]
         rows, plane = c * w.shape[2] * w.shape[3], oh * ow
-        w_mat = w.reshape(g, o // g, rows // g)
+        w_mat = w.reshape(o, rows // g)
         y = xp.empty((n, o, oh, ow), dtype=x.dtype)
         chunk = _batch_chunk(n, rows * plane * x.itemsize)
         for n0 in range(0, n, chunk):
             nb = min(chunk, n - n0)
             col = backend.workspace.get("col", (rows, nb * plane), x.dtype, xp)
             kernels.im2col(x[n0:n0 + nb], col, *geometry)
-            out = backend.workspace.get("gemm", (g, o // g, nb * plane), x.dtype, xp)
-            xp.matmul(w_mat, col.reshape(g, rows // g, nb * plane), out=out)
+            out = backend.workspace.get("gemm", (o, nb * plane), x.dtype, xp)
+            for w_g, col_g, out_g in zip(_groups(w_mat, g), _groups(col, g), _groups(out, g)):
+                xp.matmul(w_g, col_g, out=out_g)
             y[n0:n0 + nb] = out.reshape(o, nb, oh, ow).transpose(1, 0, 2, 3)
         if b is not None:
             y += b.reshape(1, o, 1, 1)
@@ -68,22 +76,24 @@ class Conv2d(Function):
         geometry = self._geometry(x, w)
         oh, ow = geometry[-2:]
         rows, plane = c * w.shape[2] * w.shape[3], oh * ow
-        w_mat = w.reshape(g, o // g, rows // g)
+        w_mat = w.reshape(o, rows // g)
         gx = xp.empty(x.shape, dtype=x.dtype) if need_x else None
-        gw = xp.zeros((g, o // g, rows // g), dtype=x.dtype) if need_w else None
+        gw = xp.zeros((o, rows // g), dtype=x.dtype) if need_w else None
         chunk = _batch_chunk(n, rows * plane * x.itemsize)
         for n0 in range(0, n, chunk):
             nb = min(chunk, n - n0)
-            gy_mat = backend.workspace.get("gemm", (o, nb, oh, ow), x.dtype, xp)
-            gy_mat[...] = gy[n0:n0 + nb].transpose(1, 0, 2, 3)
-            gy_mat = gy_mat.reshape(g, o // g, nb * plane)
-            col = backend.workspace.get("col", (g, rows // g, nb * plane), x.dtype, xp)
+            gy_nchw = backend.workspace.get("gemm", (o, nb, oh, ow), x.dtype, xp)
+            gy_nchw[...] = gy[n0:n0 + nb].transpose(1, 0, 2, 3)
+            gy_mat = gy_nchw.reshape(o, nb * plane)
+            col = backend.workspace.get("col", (rows, nb * plane), x.dtype, xp)
             if need_w:
-                kernels.im2col(x[n0:n0 + nb], col.reshape(rows, nb * plane), *geometry)
-                gw += gy_mat @ col.transpose(0, 2, 1)
+                kernels.im2col(x[n0:n0 + nb], col, *geometry)
+                for gw_g, gy_g, col_g in zip(_groups(gw, g), _groups(gy_mat, g), _groups(col, g)):
+                    gw_g += gy_g @ col_g.T
             if need_x:
-                xp.matmul(w_mat.transpose(0, 2, 1), gy_mat, out=col)
-                kernels.col2im(col.reshape(rows, nb * plane), gx[n0:n0 + nb], *geometry)
+                for w_g, gy_g, col_g in zip(_groups(w_mat, g), _groups(gy_mat, g), _groups(col, g)):
+                    xp.matmul(w_g.T, gy_g, out=col_g)
+                kernels.col2im(col, gx[n0:n0 + nb], *geometry)
         grads = (gx, gw.reshape(w.shape) if need_w else None)
         if len(self.needs_input_grad) == 3:
             grads += (gy.sum(axis=(0, 2, 3)),)

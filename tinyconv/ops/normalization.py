@@ -1,15 +1,25 @@
 """Batch normalisation (Ioffe & Szegedy 2015) over the channel axis of (N, C) or (N, C, H, W).
 
-Training:  mu, var = batch mean and biased variance per channel,
+Training:  mu, var = batch mean and biased variance per channel (m values each),
            xhat = (x - mu) / sqrt(var + eps),  y = gamma xhat + beta,
            running stats <- (1 - momentum) running + momentum batch (unbiased variance).
-           dx = gamma / (m sqrt(var + eps)) * (m gy - sum gy - xhat sum(gy xhat)), m = values per channel.
-Eval:      the running statistics replace the batch ones and are constants, so dx = gamma gy / sqrt(var + eps).
+           dx = gamma / sqrt(var + eps) * (gy - sum(gy) / m - xhat * sum(gy xhat) / m)
+Eval:      the running statistics replace the batch ones and are constants: dx = gamma gy / sqrt(var + eps).
+Both directions: dgamma = sum(gy xhat), dbeta = sum(gy).
+
+Every per-element formula above is affine in gy and x with per-channel coefficients, so the
+kernels make two passes each way: per-channel sums, then one affine write.
 """
+from tinyconv import backend
 from tinyconv.autograd import Function
 from tinyconv.backend import array_module
 from tinyconv.ops.params import check_same_dtype
 from tinyconv.tensor import Tensor
+
+
+def _as_ncl(a):
+    """(N, C) or (N, C, H, W) as a contiguous (N, C, L) view."""
+    return array_module(a).ascontiguousarray(a).reshape(a.shape[0], a.shape[1], -1)
 
 
 class BatchNorm(Function):
@@ -18,38 +28,48 @@ class BatchNorm(Function):
 
     def forward(self, x, gamma, beta):
         xp = array_module(x)
-        axes = (0,) if x.ndim == 2 else (0, 2, 3)
-        shape = (1, -1) if x.ndim == 2 else (1, -1, 1, 1)
-        count = x.size // x.shape[1]
+        kernels = backend.kernels(xp)
+        x3 = _as_ncl(x)
+        n, c, length = x3.shape
         if self.training:
-            mean = x.mean(axis=axes)
-            centered = x - mean.reshape(shape)
-            var = (centered * centered).mean(axis=axes)
+            mean, var = xp.empty(c, dtype=xp.float64), xp.empty(c, dtype=xp.float64)
+            kernels.channel_mean_var(x3, mean, var)
             if self.running is not None:
                 running_mean, running_var = self.running
-                m = self.momentum
+                m, count = self.momentum, n * length
                 running_mean *= 1 - m
                 running_mean += m * mean
                 running_var *= 1 - m
                 running_var += (m * count / max(count - 1, 1)) * var
         else:
-            mean, var = self.running
-            centered = x - mean.reshape(shape).astype(x.dtype)
-        self.inv_std = (1 / xp.sqrt(var.astype(x.dtype) + x.dtype.type(self.eps))).reshape(shape)
-        self.xhat = centered * self.inv_std
-        self.gamma, self.axes, self.count = gamma.reshape(shape), axes, count
-        return self.xhat * self.gamma + beta.reshape(shape)
+            mean, var = (s.astype(xp.float64) for s in self.running)
+        inv_std = 1 / xp.sqrt(var + self.eps)
+        scale = gamma * inv_std
+        y = xp.empty_like(x3)
+        kernels.channel_affine(x3, scale.astype(x.dtype), (beta - mean * scale).astype(x.dtype), y)
+        self.x3, self.mean, self.inv_std, self.gamma = x3, mean, inv_std, gamma
+        return y.reshape(x.shape)
 
     def backward(self, gy):
-        gbeta = gy.sum(axis=self.axes)
-        ggamma = (gy * self.xhat).sum(axis=self.axes)
-        shape = self.gamma.shape
+        xp = array_module(gy)
+        kernels = backend.kernels(xp)
+        gy3 = _as_ncl(gy)
+        n, c, length = gy3.shape
+        sum_gy, sum_gy_x = xp.empty(c, dtype=xp.float64), xp.empty(c, dtype=xp.float64)
+        kernels.channel_grad_sums(gy3, self.x3, sum_gy, sum_gy_x)
+        sum_gy_xhat = self.inv_std * (sum_gy_x - self.mean * sum_gy)
+        a = self.gamma * self.inv_std
         if self.training:
-            scale = self.gamma * self.inv_std / gy.dtype.type(self.count)
-            gx = scale * (self.count * gy - gbeta.reshape(shape) - self.xhat * ggamma.reshape(shape))
+            # The batch statistics depend on x, which adds the two mean-gradient terms.
+            count = n * length
+            b = -a * self.inv_std * sum_gy_xhat / count
+            k = -a * sum_gy / count - b * self.mean
         else:
-            gx = gy * (self.gamma * self.inv_std)
-        return gx, ggamma, gbeta
+            b = k = xp.zeros(c)
+        gx = xp.empty_like(gy3)
+        dtype = gy.dtype
+        kernels.channel_affine2(gy3, self.x3, a.astype(dtype), b.astype(dtype), k.astype(dtype), gx)
+        return gx.reshape(gy.shape), sum_gy_xhat.astype(dtype), sum_gy.astype(dtype)
 
 
 def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5):
