@@ -1,4 +1,5 @@
 """Pointwise nonlinearities: relu, leaky_relu, sigmoid, tanh."""
+from tinyconv import backend
 from tinyconv.autograd import Function
 from tinyconv.backend import array_module
 
@@ -11,7 +12,11 @@ class ReLU(Function):
         return self.y
 
     def backward(self, gy):
-        return gy * (self.y > 0)
+        xp = array_module(gy)
+        gx = xp.empty_like(self.y)
+        # One fused pass instead of a boolean temporary and a multiply.
+        backend.kernels(xp).relu_backward(xp.ascontiguousarray(gy), xp.ascontiguousarray(self.y), gx)
+        return gx
 
 
 class LeakyReLU(Function):

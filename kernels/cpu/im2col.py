@@ -1,0 +1,87 @@
+"""im2col and its adjoint col2im: the data movement around conv2d's GEMM.
+
+Layout (NCHW input; rows ``C*kh*kw``, columns ``N*oh*ow``), zero padding::
+
+    col[(c*kh + i)*kw + j, (n*oh + y)*ow + z] = x[n, c, y*sh - ph + i*dh, z*sw - pw + j*dw]
+
+so conv2d is ``W.reshape(C_out, C*kh*kw) @ col`` -> (C_out, N*oh*ow). Any leading slice
+``x[n0:n1]`` is itself a valid input, which lets the caller unfold a batch in chunks.
+"""
+from numba import njit, prange
+
+from ._taps import copy_row, copy_tap, scatter_tap_axpy, tap_range, zero
+
+
+@njit(parallel=True, cache=True)
+def im2col(x, col, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
+    """Unfold ``x`` (N, C, H, W) into ``col`` (C*kh*kw, N*oh*ow), every entry written.
+
+    ``col[(c*kh + i)*kw + j, (n*oh + y)*ow + z] = x[n, c, y*sh - ph + i*dh, z*sw - pw + j*dw]``,
+    or 0 where that index falls outside ``x``.
+    """
+    n_in, c_in, h_in, w_in = x.shape
+    taps = kh * kw
+    plane = oh * ow
+    # With unit column stride and output rows exactly sh input rows apart ("same" convolutions:
+    # 3x3 pad 1, 1x1 pad 0, ...), a whole block is one shifted copy of the flattened plane; only
+    # the few entries that wrap around a row edge need zeroing afterwards. 1.3-2.5x faster than
+    # copying row by row, most on small planes.
+    flat = sw == 1 and sh * w_in == ow
+    # One task per (n, c, i, j) writes one contiguous (oh, ow) block of col; consecutive tasks
+    # read the same input plane, which stays in L1 while its kh*kw taps are copied out.
+    for t in prange(n_in * c_in * taps):
+        tap = t % taps
+        nc = t // taps
+        n = nc // c_in
+        c = nc - n * c_in
+        i = tap // kw
+        j = tap - i * kw
+        block = col[c * taps + tap, n * plane:(n + 1) * plane]
+        if flat:
+            y_lo, y_hi = tap_range(i * dh, ph, sh, h_in, oh)
+            z_lo, z_hi = tap_range(j * dw, pw, sw, w_in, ow)
+            if z_lo == z_hi:
+                y_hi = y_lo  # no column lands inside: nothing to copy (lo == hi below)
+            lo = y_lo * ow + z_lo
+            hi = max((y_hi - 1) * ow + z_hi, lo)
+            zero(block[:lo])
+            copy_row(block, x[n, c].reshape(h_in * w_in), lo, hi, 1,
+                     (i * dh - ph) * w_in + j * dw - pw)
+            zero(block[hi:])
+            for y in range(y_lo, y_hi):
+                row = block[y * ow:(y + 1) * ow]
+                zero(row[:z_lo])
+                zero(row[z_hi:])
+        else:
+            copy_tap(block.reshape((oh, ow)), x[n, c], i * dh, j * dw, sh, sw, ph, pw)
+
+
+@njit(parallel=True, cache=True)
+def col2im(col, x_grad, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
+    """Fold ``col`` (C*kh*kw, N*oh*ow) into ``x_grad`` (N, C, H, W), which is overwritten.
+
+    The adjoint of :func:`im2col`: each input pixel gets the sum of every col entry im2col copied
+    from it, 0 if no window covers it::
+
+        x_grad[n, c, h, w] = sum of col[(c*kh + i)*kw + j, (n*oh + y)*ow + z]
+                             over all (i, j, y, z) with h = y*sh - ph + i*dh, w = z*sw - pw + j*dw
+
+    Gather form: a task owns one (n, c) plane of ``x_grad`` and collects into it the col entries
+    of every window that covers it, tap by tap in the fixed order (i, j). No task writes outside
+    its own plane, so there are no races and the result does not depend on the thread count.
+    """
+    n_in, c_in = x_grad.shape[0], x_grad.shape[1]
+    taps = kh * kw
+    plane = oh * ow
+    one = col.dtype.type(1)
+    for nc in prange(n_in * c_in):
+        n = nc // c_in
+        c = nc - n * c_in
+        dst = x_grad[n, c]
+        for h in range(dst.shape[0]):
+            zero(dst[h])
+        for tap in range(taps):
+            i = tap // kw
+            j = tap - i * kw
+            block = col[c * taps + tap, n * plane:(n + 1) * plane].reshape((oh, ow))
+            scatter_tap_axpy(dst, one, block, i * dh, j * dw, sh, sw, ph, pw)
