@@ -6,5 +6,6 @@ from tinyconv.autograd import enable_grad, is_grad_enabled, no_grad, set_grad_en
 from tinyconv.tensor import Tensor, as_tensor, tensor
 from tinyconv import nn, optim  # after Tensor: both build on it
 from tinyconv.serialization import load, save
+from tinyconv.summary import summary
 
 __version__ = "0.1.0"
