@@ -10,7 +10,7 @@ STAMP := $(VENV)/.tinyconv-installed
 endif
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install test test-slow test-all bench cifar-resnet20 clean
+.PHONY: install test test-slow test-all bench cifar-resnet20 cifar-plain-vs-resnet clean
 
 install: $(STAMP)
 
@@ -35,8 +35,41 @@ test-all: install
 bench: install
 	$(PY) examples/bench.py
 
+## CIFAR-10 (data: DATA, default $TINYCONV_DATA; see python -m tinyconv.train --help).
+## ResNet-20 with the paper's recipe (64k iterations, lr/10 at 32k and 48k); EPOCHS=N shortens it
+## (lr drops at 50% and 75%), RESUME=1 continues the run in OUT after a stop.
+DATA ?= $(TINYCONV_DATA)
+cifar-resnet20: OUT ?= runs/resnet20
 cifar-resnet20: install
-	@echo "make cifar-resnet20: coming — the CIFAR-10 training pipeline is not in this build yet."
+	$(PY) -m tinyconv.train --model resnet20 --out $(OUT) \
+		$(if $(EPOCHS),--epochs $(EPOCHS)) $(if $(DATA),--data $(DATA)) $(if $(RESUME),--resume)
+
+## The degradation experiment of the paper's Figure 6 on a budget: plain-20, plain-56, ResNet-20 and
+## ResNet-56 with the same short schedule (EPOCHS, default 6; SUBSET=N trains on the first N images
+## only), then one plot of their error curves, OUT/plain_vs_resnet.png. Rerunning continues
+## unfinished runs and skips finished ones.
+PVR_MODELS := plain20 plain56 resnet20 resnet56
+cifar-plain-vs-resnet: OUT ?= runs/plain-vs-resnet
+cifar-plain-vs-resnet: EPOCHS ?= 6
+cifar-plain-vs-resnet: install
+	@set -e; for m in $(PVR_MODELS); do \
+		if [ -f $(OUT)/$$m/checkpoint.npz ]; then resume=--resume; else resume=; fi; \
+		$(PY) -m tinyconv.train --model $$m --epochs $(EPOCHS) --out $(OUT)/$$m $$resume \
+			$(if $(SUBSET),--subset $(SUBSET)) $(if $(DATA),--data $(DATA)); \
+	done
+	$(PY) examples/plain_vs_resnet.py $(OUT) --out $(OUT)/plain_vs_resnet.png
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache .hypothesis
+
+## The lecture's fancier architectures (multi-task, DAG, recurrent CNN, two-stream, siamese,
+## multi-scale, DeViSE), each example with --quick (< 1 minute each, on real CIFAR-10 from DATA);
+## results in OUT/<example>/. Without --quick, `python examples/<name>.py` is the real run.
+LECTURE_EXAMPLES := multitask dag recurrent_cnn two_stream siamese multiscale devise
+.PHONY: examples-quick
+examples-quick: OUT ?= runs/quick
+examples-quick: install
+	@set -e; for e in $(LECTURE_EXAMPLES); do \
+		echo "== examples/$$e.py --quick"; \
+		$(PY) examples/$$e.py --quick --out $(OUT)/$$e $(if $(DATA),--data $(DATA)); \
+	done
