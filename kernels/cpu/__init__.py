@@ -4,15 +4,17 @@ Every kernel compiles lazily for the dtypes it is called with (float32 and float
 machine code on disk, assumes C-contiguous arguments and leaves validation to the op layer.
 
 Importing this package also chooses numba's threading layer, which has to happen before the first
-parallel kernel runs. Measured on the 2-core host (see ``choose_threading_layer``), the order is:
+parallel kernel runs. Measured on the 2-core host with kernels alternating with OpenBLAS sgemm, as
+conv2d runs them, the order of preference is:
 
-1. ``tbb`` (pip ``tbb``): 1.6 us to launch an empty parallel loop, 15 us right after an OpenBLAS
-   GEMM, and no slowdown when kernels alternate with GEMMs.
-2. ``omp`` with ``OMP_WAIT_POLICY=PASSIVE``: as fast as tbb on large kernels, but 20-50 us per
-   launch. With GNU OpenMP's default (spinning) policy its workers and OpenBLAS's fight over the
-   cores: im2col+GEMM took 33 ms instead of 24, and launching right after a GEMM took 6.8 ms.
-3. ``workqueue``: 70-90 us per launch, and it aborts the process if two Python threads launch
-   parallel kernels at once, so it comes last.
+1. ``tbb`` (pip ``tbb``): 1.7 us to launch an empty parallel loop, 4-18 us right after a GEMM.
+   im2col+GEMM at ResNet-20's C=16 layer: 22.5 ms.
+2. ``omp`` with ``OMP_WAIT_POLICY=PASSIVE``: the same 22-23 ms, but ~50 us per launch (15 us
+   right after a GEMM). With GNU OpenMP's default spinning policy its workers and OpenBLAS's
+   fight over the cores: 32.8 ms, a launch right after a GEMM took 3-7 ms and the GEMM itself
+   5.0 ms instead of 1.0.
+3. ``workqueue``: the same 23 ms, but 80-90 us per launch, and it aborts the process if two
+   Python threads launch parallel kernels at once, so it comes last.
 
 Setting ``NUMBA_THREADING_LAYER`` in the environment overrides the choice.
 """

@@ -59,6 +59,12 @@ def gather_row_axpy(dst, a, src, lo, hi, stride, offset):
         s = src[lo + offset:hi + offset]
         for k in range(d.size):
             d[k] += a * s[k]
+    elif stride == 2:
+        # A contiguous view indexed 2*k vectorises as interleaved loads (3x faster for a
+        # stride-2 depthwise forward). The same spelling made the other helpers slower.
+        s2 = src[lo * 2 + offset:]
+        for k in range(d.size):
+            d[k] += a * s2[2 * k]
     else:
         s_strided = src[lo * stride + offset::stride]
         for k in range(d.size):

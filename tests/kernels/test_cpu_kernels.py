@@ -277,8 +277,8 @@ def test_avg_pool_matches_definition(case, count_include_pad):
     np.testing.assert_allclose(gx, gx_expected, **TOL[dtype])
 
 
-def test_pooling_matches_pytorch_in_ceil_mode():
-    torch = pytest.importorskip("torch")
+@pytest.mark.torch
+def test_pooling_matches_pytorch_in_ceil_mode(torch):
     rng = np.random.default_rng(0)
     x = rng.permutation(2 * 3 * 7 * 8).reshape(2, 3, 7, 8).astype(np.float64)
     kh, kw, sh, sw, ph, pw = 3, 2, 2, 3, 1, 1
