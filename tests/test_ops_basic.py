@@ -121,7 +121,7 @@ def test_maximum_minimum_split_the_gradient_evenly_on_ties():
 @pytest.mark.parametrize("op", [elementwise.add, elementwise.sub, elementwise.mul, elementwise.div,
                                 elementwise.maximum])
 def test_binary_ops_reject_shapes_that_do_not_broadcast(op):
-    with pytest.raises(ValueError, match=r"broadcast.*\(2,\s?3\).*\(4,\)"):
+    with pytest.raises(ValueError, match=rf"{op.__name__}: shapes \(2, 3\) and \(4,\) do not broadcast"):
         op(Tensor(np.ones((2, 3))), Tensor(np.ones(4)))
 
 
