@@ -18,7 +18,7 @@ setup(
     package_dir={"tinyconv.kernels": "kernels"},
     package_data={"tinyconv.kernels.cuda": ["*.cu", "*.cuh"]},
     # tbb gives numba a threading layer that does not spin against OpenBLAS (kernels/cpu/__init__.py).
-    install_requires=["numpy>=1.24", "numba>=0.58", "tqdm>=4.60",
+    install_requires=["numpy>=1.24", "numba>=0.58", "tqdm>=4.60", "threadpoolctl>=3",
                       "tbb; platform_system == 'Linux' and platform_machine == 'x86_64'"],
     extras_require={
         "test": ["pytest>=7", "hypothesis>=6.80", "matplotlib>=3.5"],

@@ -4,7 +4,11 @@ Every op asks ``array_module(x)`` for the array library of its inputs and ``kern
 hand-written kernels of that backend; nothing else in tinyconv imports numpy-vs-cupy specifics.
 CuPy is imported only when a CuPy array is actually seen, so ``import tinyconv`` never pulls it in.
 """
+import concurrent.futures
+import contextlib
+import os
 import sys
+import threading
 
 import numpy as np
 
@@ -31,11 +35,12 @@ def kernels(xp):
 
 
 class Workspace:
-    """Scratch buffers reused across calls, keyed by purpose.
+    """Scratch buffers reused across calls, keyed by purpose and by thread.
 
     A fresh 75 MB im2col buffer per conv call costs more in first-touch page faults than the GEMM
     itself, so ops borrow a buffer here instead. A buffer only grows; callers take a view of the
-    size they need and must not keep it past the call.
+    size they need and must not keep it past the call. Each thread gets its own buffers, so the
+    chunks of one op can run concurrently (``map_chunks``).
     """
 
     def __init__(self):
@@ -46,7 +51,7 @@ class Workspace:
         for s in shape:
             size *= int(s)
         dtype = np.dtype(dtype)
-        key = (name, dtype.str, xp.__name__)
+        key = (name, dtype.str, xp.__name__, threading.get_ident())
         buf = self._buffers.get(key)
         if buf is None or buf.size < size:
             buf = xp.empty(size, dtype=dtype)
@@ -60,8 +65,9 @@ class Workspace:
 workspace = Workspace()
 
 
-# Upper bound (bytes) on a layer's im2col workspace; larger layers run in batch chunks.
-workspace_limit = 128 * 2**20
+# Upper bound (bytes) on one chunk's im2col workspace: a chunk's im2col, GEMM and col2im then stay
+# in the core's cache. Larger layers run in more batch chunks.
+workspace_limit = 2 * 2**20
 
 
 def set_workspace_limit(nbytes):
@@ -70,3 +76,60 @@ def set_workspace_limit(nbytes):
     if nbytes < 1:
         raise ValueError(f"workspace limit must be positive, got {nbytes}")
     workspace_limit = int(nbytes)
+
+
+# ---- running an op's batch chunks on all cores ----
+#
+# Handing each core whole chunks (im2col -> single-threaded GEMM -> col2im, all in that core's
+# cache) scales better than one chunk at a time with BLAS's own threads, and degrades gracefully
+# when other processes share the cores: BLAS worker threads spin at barriers and, once one is
+# descheduled, the whole GEMM waits; a Python thread waiting on a future sleeps instead.
+
+_pool = None
+_blas = None
+
+
+def cpu_threads():
+    """Threads the CPU ops use: ``TINYCONV_NUM_THREADS``, else numba's thread count."""
+    value = os.environ.get("TINYCONV_NUM_THREADS")
+    if value:
+        return max(1, int(value))
+    import numba
+    return numba.get_num_threads()
+
+
+def _threads_are_safe():
+    """Numba's workqueue layer aborts when two threads launch kernels at once; others are fine.
+    Before the first parallel kernel has run, the layer is unknown, so the answer is no."""
+    import numba
+    try:
+        return numba.threading_layer() != "workqueue"
+    except ValueError:
+        return False
+
+
+@contextlib.contextmanager
+def _single_threaded_blas():
+    global _blas
+    if _blas is None:
+        from threadpoolctl import ThreadpoolController
+        _blas = ThreadpoolController().select(user_api="blas")
+    with _blas.limit(limits=1):
+        yield
+
+
+def map_chunks(fn, total, chunk, xp=np):
+    """``[fn(start, size) for each chunk of range(total)]``, chunks spread over the CPU threads.
+
+    ``fn`` must write only its own slice of any shared output; results come back in chunk order,
+    so reductions over them are deterministic whatever the thread count.
+    """
+    spans = [(start, min(chunk, total - start)) for start in range(0, total, chunk)]
+    threads = cpu_threads() if xp is np else 1
+    if threads == 1 or len(spans) == 1 or not _threads_are_safe():
+        return [fn(*span) for span in spans]
+    global _pool
+    if _pool is None or _pool._max_workers != threads:
+        _pool = concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="tinyconv")
+    with _single_threaded_blas():
+        return list(_pool.map(lambda span: fn(*span), spans))

@@ -25,7 +25,9 @@ def _groups(matrix, groups):
 
 
 def _batch_chunk(n, bytes_per_sample):
-    return max(1, min(n, backend.workspace_limit // max(bytes_per_sample, 1)))
+    """Images per chunk: the workspace limit's worth, but at least one chunk per CPU thread."""
+    per_thread = -(-n // backend.cpu_threads())
+    return max(1, min(per_thread, backend.workspace_limit // max(bytes_per_sample, 1)))
 
 
 class Conv2d(Function):
@@ -41,27 +43,32 @@ class Conv2d(Function):
         ow = window_output_size(wd, kw, self.stride[1], self.padding[1], self.dilation[1])
         return (kh, kw, *self.stride, *self.padding, *self.dilation, oh, ow)
 
+    def _layout(self, x, w):
+        """(geometry, rows of col, pixels per image, images per chunk) for this problem."""
+        geometry = self._geometry(x, w)
+        rows, plane = x.shape[1] * w.shape[2] * w.shape[3], geometry[-2] * geometry[-1]
+        return geometry, rows, plane, _batch_chunk(x.shape[0], rows * plane * x.itemsize)
+
     def forward(self, x, w, b=None):
         xp = array_module(x)
         kernels = backend.kernels(xp)
         x = xp.ascontiguousarray(x)
         self.x, self.w = x, w
-        n, c = x.shape[:2]
-        o, g = w.shape[0], self.groups
-        geometry = self._geometry(x, w)
+        n, o, g = x.shape[0], w.shape[0], self.groups
+        geometry, rows, plane, chunk = self._layout(x, w)
         oh, ow = geometry[-2:]
-        rows, plane = c * w.shape[2] * w.shape[3], oh * ow
         w_mat = w.reshape(o, rows // g)
         y = xp.empty((n, o, oh, ow), dtype=x.dtype)
-        chunk = _batch_chunk(n, rows * plane * x.itemsize)
-        for n0 in range(0, n, chunk):
-            nb = min(chunk, n - n0)
+
+        def forward_chunk(n0, nb):
             col = backend.workspace.get("col", (rows, nb * plane), x.dtype, xp)
             kernels.im2col(x[n0:n0 + nb], col, *geometry)
             out = backend.workspace.get("gemm", (o, nb * plane), x.dtype, xp)
             for w_g, col_g, out_g in zip(_groups(w_mat, g), _groups(col, g), _groups(out, g)):
                 xp.matmul(w_g, col_g, out=out_g)
             y[n0:n0 + nb] = out.reshape(o, nb, oh, ow).transpose(1, 0, 2, 3)
+
+        backend.map_chunks(forward_chunk, n, chunk, xp)
         if b is not None:
             y += b.reshape(1, o, 1, 1)
         return y
@@ -71,30 +78,35 @@ class Conv2d(Function):
         kernels = backend.kernels(xp)
         x, w, g = self.x, self.w, self.groups
         need_x, need_w = self.needs_input_grad[:2]
-        n, c = x.shape[:2]
-        o = w.shape[0]
-        geometry = self._geometry(x, w)
+        n, o = x.shape[0], w.shape[0]
+        geometry, rows, plane, chunk = self._layout(x, w)
         oh, ow = geometry[-2:]
-        rows, plane = c * w.shape[2] * w.shape[3], oh * ow
         w_mat = w.reshape(o, rows // g)
         gx = xp.empty(x.shape, dtype=x.dtype) if need_x else None
-        gw = xp.zeros((o, rows // g), dtype=x.dtype) if need_w else None
-        chunk = _batch_chunk(n, rows * plane * x.itemsize)
-        for n0 in range(0, n, chunk):
-            nb = min(chunk, n - n0)
+
+        def backward_chunk(n0, nb):
             gy_nchw = backend.workspace.get("gemm", (o, nb, oh, ow), x.dtype, xp)
             gy_nchw[...] = gy[n0:n0 + nb].transpose(1, 0, 2, 3)
             gy_mat = gy_nchw.reshape(o, nb * plane)
             col = backend.workspace.get("col", (rows, nb * plane), x.dtype, xp)
+            gw_part = None
             if need_w:
                 kernels.im2col(x[n0:n0 + nb], col, *geometry)
-                for gw_g, gy_g, col_g in zip(_groups(gw, g), _groups(gy_mat, g), _groups(col, g)):
-                    gw_g += gy_g @ col_g.T
+                gw_part = xp.concatenate([gy_g @ col_g.T for gy_g, col_g in zip(_groups(gy_mat, g), _groups(col, g))])
             if need_x:
                 for w_g, gy_g, col_g in zip(_groups(w_mat, g), _groups(gy_mat, g), _groups(col, g)):
                     xp.matmul(w_g.T, gy_g, out=col_g)
                 kernels.col2im(col, gx[n0:n0 + nb], *geometry)
-        grads = (gx, gw.reshape(w.shape) if need_w else None)
+            return gw_part
+
+        gw_parts = backend.map_chunks(backward_chunk, n, chunk, xp)
+        gw = None
+        if need_w:
+            gw = gw_parts[0]
+            for part in gw_parts[1:]:  # in chunk order: the same sum whatever the thread count
+                gw += part
+            gw = gw.reshape(w.shape)
+        grads = (gx, gw)
         if len(self.needs_input_grad) == 3:
             grads += (gy.sum(axis=(0, 2, 3)),)
         return grads
