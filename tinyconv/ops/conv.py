@@ -6,7 +6,8 @@ General convs run as im2col -> GEMM: unfold the input into ``col`` (C*kh*kw, N*o
 multiply by W (O, C/g*kh*kw), one GEMM per group. Backward reuses the same layout:
 dW = gy_mat col^T, dcol = W^T gy_mat, dx = col2im(dcol). The batch is processed in chunks so the
 ``col`` workspace stays under ``backend.workspace_limit`` bytes however large the layer.
-Depthwise convs (groups == C_in) have too little work per column for a GEMM and use direct kernels.
+Depthwise convs (groups == C_in) have too little work per column for a GEMM and use direct kernels;
+1x1 convs need no im2col at all (``PointwiseConv2d``).
 """
 import numpy as np
 
@@ -112,6 +113,59 @@ class Conv2d(Function):
         return grads
 
 
+class PointwiseConv2d(Conv2d):
+    """1x1 kernel, stride 1, no padding, one group: each image is already its own im2col matrix,
+    y[n] = W x[n] with x[n] viewed as (C, H*W), so the GEMMs write NCHW directly, with no copies.
+
+    dx[n] = W^T gy[n],  dW = sum_n gy[n] x[n]^T.
+    """
+
+    def forward(self, x, w, b=None):
+        xp = array_module(x)
+        x = xp.ascontiguousarray(x)
+        self.x, self.w = x, w
+        n, c, h, wd = x.shape
+        o = w.shape[0]
+        x3, w_mat = x.reshape(n, c, h * wd), w.reshape(o, c)
+        y = xp.empty((n, o, h * wd), dtype=x.dtype)
+
+        def forward_chunk(n0, nb):
+            xp.matmul(w_mat, x3[n0:n0 + nb], out=y[n0:n0 + nb])
+
+        backend.map_chunks(forward_chunk, n, -(-n // backend.cpu_threads()), xp)
+        if b is not None:
+            y += b.reshape(1, o, 1)
+        return y.reshape(n, o, h, wd)
+
+    def backward(self, gy):
+        xp = array_module(gy)
+        x, w = self.x, self.w
+        need_x, need_w = self.needs_input_grad[:2]
+        n, c, h, wd = x.shape
+        o = w.shape[0]
+        x3, w_mat = x.reshape(n, c, h * wd), w.reshape(o, c)
+        gy3 = xp.ascontiguousarray(gy).reshape(n, o, h * wd)
+        gx = xp.empty_like(x3) if need_x else None
+
+        def backward_chunk(n0, nb):
+            if need_x:
+                xp.matmul(w_mat.T, gy3[n0:n0 + nb], out=gx[n0:n0 + nb])
+            if need_w:
+                return xp.matmul(gy3[n0:n0 + nb], x3[n0:n0 + nb].transpose(0, 2, 1)).sum(axis=0)
+
+        gw_parts = backend.map_chunks(backward_chunk, n, -(-n // backend.cpu_threads()), xp)
+        gw = None
+        if need_w:
+            gw = gw_parts[0]
+            for part in gw_parts[1:]:
+                gw += part
+            gw = gw.reshape(w.shape)
+        grads = (gx.reshape(x.shape) if need_x else None, gw)
+        if len(self.needs_input_grad) == 3:
+            grads += (gy.sum(axis=(0, 2, 3)),)
+        return grads
+
+
 class DepthwiseConv2d(Conv2d):
     """groups == C_in: output channel o convolves input channel o // m alone (m = O / C_in)."""
 
@@ -175,6 +229,12 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
         if size + 2 * p < d * (k - 1) + 1:
             raise ValueError(f"{op}: kernel {kh}x{kw} (dilation {dilation}) is larger than the padded input "
                              f"{axis} {size} + 2*{p} for input shape {x.shape}")
-    function = (DepthwiseConv2d if groups == c and c > 1 else Conv2d)(stride, padding, dilation, groups)
+    if groups == c and c > 1:
+        kind = DepthwiseConv2d
+    elif (kh, kw, groups) == (1, 1, 1) and stride == (1, 1) and padding == (0, 0):
+        kind = PointwiseConv2d
+    else:
+        kind = Conv2d
+    function = kind(stride, padding, dilation, groups)
     args = (x, weight) if bias is None else (x, weight, bias)
     return function(*args)
