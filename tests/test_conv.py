@@ -161,7 +161,7 @@ def test_pointwise_path_matches_definition_and_gradients(n, c_in, c_out, h, w, b
     p = dict(n=n, c_in=c_in, c_out=c_out, h=h, w=w, kh=1, kw=1, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1)
     x, wt, b = make_problem(p)
     b = b if bias else None
-    args = [tinyconv.tensor(a) for a in (x, wt)] + ([tinyconv.tensor(b)] if bias else [])
+    args = [tinyconv.tensor(a, requires_grad=True) for a in ([x, wt] + ([b] if bias else []))]
     y = conv2d(*args)
     assert type(y.creator).__name__ == "PointwiseConv2d"
     np.testing.assert_allclose(y.data, naive_conv2d(x, wt, b, (1, 1), (0, 0), (1, 1), 1), rtol=1e-10, atol=1e-10)
