@@ -93,7 +93,9 @@ class Conv2d(Function):
             gw_part = None
             if need_w:
                 kernels.im2col(x[n0:n0 + nb], col, *geometry)
-                gw_part = xp.concatenate([gy_g @ col_g.T for gy_g, col_g in zip(_groups(gy_mat, g), _groups(col, g))])
+                # dW_g = gy_g col_g^T, computed as (col_g gy_g^T)^T: OpenBLAS runs this
+                # long-K product faster with the wide matrix on the left.
+                gw_part = xp.concatenate([(col_g @ gy_g.T).T for gy_g, col_g in zip(_groups(gy_mat, g), _groups(col, g))])
             if need_x:
                 for w_g, gy_g, col_g in zip(_groups(w_mat, g), _groups(gy_mat, g), _groups(col, g)):
                     xp.matmul(w_g.T, gy_g, out=col_g)
