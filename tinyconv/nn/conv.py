@@ -1,11 +1,9 @@
 """Conv2d: 2-D cross-correlation over (N, C, H, W) with stride, padding, dilation and groups."""
-import numpy as np
 
 import tinyconv.functional as F
 from tinyconv.nn import init
 from tinyconv.nn._checks import check_positive_int
 from tinyconv.nn.module import Module
-from tinyconv.nn.parameter import Parameter
 from tinyconv.ops.params import pair
 
 
@@ -34,12 +32,7 @@ class Conv2d(Module):
         self.padding = pair(padding, "padding", "Conv2d", 0)
         self.dilation = pair(dilation, "dilation", "Conv2d", 1)
         shape = (self.out_channels, self.in_channels // self.groups) + self.kernel_size
-        self.weight = Parameter(np.empty(shape, dtype=np.float32))
-        if bias:
-            self.bias = Parameter(np.empty(self.out_channels, dtype=np.float32))
-        else:
-            self.register_parameter("bias", None)
-        self.reset_parameters()
+        init.add_weight_and_bias(self, shape, bias)
 
     def reset_parameters(self):
         init.fan_in_uniform_(self.weight, self.bias)

@@ -13,6 +13,8 @@ initialisation in float32 and float64. Every function returns the tensor it fill
 """
 import math
 
+import numpy as np
+
 from tinyconv import random
 from tinyconv.backend import array_module
 
@@ -120,6 +122,20 @@ def kaiming_normal_(tensor, a=0.0, mode="fan_in", nonlinearity="leaky_relu"):
     """He-normal init, std = gain / sqrt(fan); ResNets use mode='fan_out', nonlinearity='relu'."""
     std = _kaiming_gain(a, nonlinearity) / math.sqrt(_fan(tensor, mode))
     return normal_(tensor, 0.0, std)
+
+
+def add_weight_and_bias(module, weight_shape, bias):
+    """Register ``module.weight`` (float32, ``weight_shape``) and ``module.bias`` (``weight_shape[0]``,
+    or None when ``bias`` is false), initialised with :func:`fan_in_uniform_` as PyTorch's Linear and
+    Conv layers are."""
+    from tinyconv.nn.parameter import Parameter
+
+    module.weight = Parameter(np.empty(weight_shape, dtype=np.float32))
+    if bias:
+        module.bias = Parameter(np.empty(weight_shape[0], dtype=np.float32))
+    else:
+        module.register_parameter("bias", None)
+    fan_in_uniform_(module.weight, module.bias)
 
 
 def fan_in_uniform_(weight, bias=None):

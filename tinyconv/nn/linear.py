@@ -1,11 +1,9 @@
 """Linear: the fully connected layer y = x W^T + b."""
-import numpy as np
 
 import tinyconv.functional as F
 from tinyconv.nn import init
 from tinyconv.nn._checks import check_positive_int
 from tinyconv.nn.module import Module
-from tinyconv.nn.parameter import Parameter
 
 
 class Linear(Module):
@@ -20,12 +18,7 @@ class Linear(Module):
         super().__init__()
         check_positive_int("Linear", in_features=in_features, out_features=out_features)
         self.in_features, self.out_features = int(in_features), int(out_features)
-        self.weight = Parameter(np.empty((self.out_features, self.in_features), dtype=np.float32))
-        if bias:
-            self.bias = Parameter(np.empty(self.out_features, dtype=np.float32))
-        else:
-            self.register_parameter("bias", None)
-        self.reset_parameters()
+        init.add_weight_and_bias(self, (self.out_features, self.in_features), bias)
 
     def reset_parameters(self):
         init.fan_in_uniform_(self.weight, self.bias)
