@@ -31,7 +31,8 @@ def kernels(xp):
     if xp is np:
         from tinyconv.kernels import cpu
         return cpu
-    raise NotImplementedError("tinyconv: no CUDA kernels in this build; use numpy arrays")
+    raise TypeError(f"tinyconv: arrays from {xp.__name__} are not supported yet (the CPU kernels need "
+                    "numpy arrays); move the data to the CPU with .get() or numpy.asarray")
 
 
 class Workspace:
