@@ -120,17 +120,19 @@ def _single_threaded_blas():
 
 
 def map_chunks(fn, total, chunk, xp=np):
-    """``[fn(start, size) for each chunk of range(total)]``, chunks spread over the CPU threads.
+    """``[fn(start, size, alone) for each chunk of range(total)]``, chunks spread over the CPU threads.
 
-    ``fn`` must write only its own slice of any shared output; results come back in chunk order,
-    so reductions over them are deterministic whatever the thread count.
+    ``alone`` tells ``fn`` whether it has the machine to itself (chunks run one after another, so
+    its kernels may be parallel) or shares it with concurrent chunks (single-threaded kernels
+    avoid oversubscription). ``fn`` must write only its own slice of any shared output; results
+    come back in chunk order, so reductions over them are deterministic whatever the thread count.
     """
     spans = [(start, min(chunk, total - start)) for start in range(0, total, chunk)]
     threads = cpu_threads() if xp is np else 1
     if threads == 1 or len(spans) == 1 or not _threads_are_safe():
-        return [fn(*span) for span in spans]
+        return [fn(*span, True) for span in spans]
     global _pool
     if _pool is None or _pool._max_workers != threads:
         _pool = concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="tinyconv")
     with _single_threaded_blas():
-        return list(_pool.map(lambda span: fn(*span), spans))
+        return list(_pool.map(lambda span: fn(*span, False), spans))

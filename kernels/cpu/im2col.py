@@ -12,6 +12,42 @@ from numba import njit, prange
 from ._taps import copy_row, copy_tap, scatter_tap_axpy, tap_range, zero
 
 
+@njit(inline="always", cache=True)
+def _unfold_block(x, col, t, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
+    """Task ``t`` of im2col: the contiguous (oh, ow) block of col for one (n, c, i, j)."""
+    n_in, c_in, h_in, w_in = x.shape
+    taps = kh * kw
+    plane = oh * ow
+    tap = t % taps
+    nc = t // taps
+    n = nc // c_in
+    c = nc - n * c_in
+    i = tap // kw
+    j = tap - i * kw
+    block = col[c * taps + tap, n * plane:(n + 1) * plane]
+    # With unit column stride and output rows exactly sh input rows apart ("same" convolutions:
+    # 3x3 pad 1, 1x1 pad 0, ...), a whole block is one shifted copy of the flattened plane; only
+    # the few entries that wrap around a row edge need zeroing afterwards. 1.3-2.5x faster than
+    # copying row by row, most on small planes.
+    if sw == 1 and sh * w_in == ow:
+        y_lo, y_hi = tap_range(i * dh, ph, sh, h_in, oh)
+        z_lo, z_hi = tap_range(j * dw, pw, sw, w_in, ow)
+        if z_lo == z_hi:
+            y_hi = y_lo  # no column lands inside: nothing to copy (lo == hi below)
+        lo = y_lo * ow + z_lo
+        hi = max((y_hi - 1) * ow + z_hi, lo)
+        zero(block[:lo])
+        copy_row(block, x[n, c].reshape(h_in * w_in), lo, hi, 1,
+                 (i * dh - ph) * w_in + j * dw - pw)
+        zero(block[hi:])
+        for y in range(y_lo, y_hi):
+            row = block[y * ow:(y + 1) * ow]
+            zero(row[:z_lo])
+            zero(row[z_hi:])
+    else:
+        copy_tap(block.reshape((oh, ow)), x[n, c], i * dh, j * dw, sh, sw, ph, pw)
+
+
 @njit(parallel=True, cache=True)
 def im2col(x, col, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
     """Unfold ``x`` (N, C, H, W) into ``col`` (C*kh*kw, N*oh*ow), every entry written.
@@ -19,41 +55,37 @@ def im2col(x, col, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
     ``col[(c*kh + i)*kw + j, (n*oh + y)*ow + z] = x[n, c, y*sh - ph + i*dh, z*sw - pw + j*dw]``,
     or 0 where that index falls outside ``x``.
     """
-    n_in, c_in, h_in, w_in = x.shape
+    # One task per (n, c, i, j); consecutive tasks read the same input plane, which stays in L1
+    # while its kh*kw taps are copied out.
+    for t in prange(x.shape[0] * x.shape[1] * kh * kw):
+        _unfold_block(x, col, t, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow)
+
+
+@njit(nogil=True, cache=True)
+def im2col_serial(x, col, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
+    """:func:`im2col` on the calling thread alone, without holding the GIL: for callers that
+    already spread batch chunks over the cores (a parallel kernel there only adds contention)."""
+    for t in range(x.shape[0] * x.shape[1] * kh * kw):
+        _unfold_block(x, col, t, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow)
+
+
+@njit(inline="always", cache=True)
+def _fold_plane(col, x_grad, nc, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
+    """Task ``nc`` of col2im: the whole (n, c) plane of x_grad, taps summed in (i, j) order."""
+    c_in = x_grad.shape[1]
     taps = kh * kw
     plane = oh * ow
-    # With unit column stride and output rows exactly sh input rows apart ("same" convolutions:
-    # 3x3 pad 1, 1x1 pad 0, ...), a whole block is one shifted copy of the flattened plane; only
-    # the few entries that wrap around a row edge need zeroing afterwards. 1.3-2.5x faster than
-    # copying row by row, most on small planes.
-    flat = sw == 1 and sh * w_in == ow
-    # One task per (n, c, i, j) writes one contiguous (oh, ow) block of col; consecutive tasks
-    # read the same input plane, which stays in L1 while its kh*kw taps are copied out.
-    for t in prange(n_in * c_in * taps):
-        tap = t % taps
-        nc = t // taps
-        n = nc // c_in
-        c = nc - n * c_in
+    one = col.dtype.type(1)
+    n = nc // c_in
+    c = nc - n * c_in
+    dst = x_grad[n, c]
+    for h in range(dst.shape[0]):
+        zero(dst[h])
+    for tap in range(taps):
         i = tap // kw
         j = tap - i * kw
-        block = col[c * taps + tap, n * plane:(n + 1) * plane]
-        if flat:
-            y_lo, y_hi = tap_range(i * dh, ph, sh, h_in, oh)
-            z_lo, z_hi = tap_range(j * dw, pw, sw, w_in, ow)
-            if z_lo == z_hi:
-                y_hi = y_lo  # no column lands inside: nothing to copy (lo == hi below)
-            lo = y_lo * ow + z_lo
-            hi = max((y_hi - 1) * ow + z_hi, lo)
-            zero(block[:lo])
-            copy_row(block, x[n, c].reshape(h_in * w_in), lo, hi, 1,
-                     (i * dh - ph) * w_in + j * dw - pw)
-            zero(block[hi:])
-            for y in range(y_lo, y_hi):
-                row = block[y * ow:(y + 1) * ow]
-                zero(row[:z_lo])
-                zero(row[z_hi:])
-        else:
-            copy_tap(block.reshape((oh, ow)), x[n, c], i * dh, j * dw, sh, sw, ph, pw)
+        block = col[c * taps + tap, n * plane:(n + 1) * plane].reshape((oh, ow))
+        scatter_tap_axpy(dst, one, block, i * dh, j * dw, sh, sw, ph, pw)
 
 
 @njit(parallel=True, cache=True)
@@ -70,18 +102,12 @@ def col2im(col, x_grad, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
     of every window that covers it, tap by tap in the fixed order (i, j). No task writes outside
     its own plane, so there are no races and the result does not depend on the thread count.
     """
-    n_in, c_in = x_grad.shape[0], x_grad.shape[1]
-    taps = kh * kw
-    plane = oh * ow
-    one = col.dtype.type(1)
-    for nc in prange(n_in * c_in):
-        n = nc // c_in
-        c = nc - n * c_in
-        dst = x_grad[n, c]
-        for h in range(dst.shape[0]):
-            zero(dst[h])
-        for tap in range(taps):
-            i = tap // kw
-            j = tap - i * kw
-            block = col[c * taps + tap, n * plane:(n + 1) * plane].reshape((oh, ow))
-            scatter_tap_axpy(dst, one, block, i * dh, j * dw, sh, sw, ph, pw)
+    for nc in prange(x_grad.shape[0] * x_grad.shape[1]):
+        _fold_plane(col, x_grad, nc, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow)
+
+
+@njit(nogil=True, cache=True)
+def col2im_serial(col, x_grad, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
+    """:func:`col2im` on the calling thread alone, without holding the GIL (see im2col_serial)."""
+    for nc in range(x_grad.shape[0] * x_grad.shape[1]):
+        _fold_plane(col, x_grad, nc, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow)

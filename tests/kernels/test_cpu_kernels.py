@@ -14,9 +14,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tinyconv.kernels.cpu import (add_relu, avg_pool_backward, avg_pool_forward, col2im,
-                                  depthwise_backward_input, depthwise_backward_weight,
-                                  depthwise_forward, im2col, max_pool_backward, max_pool_forward,
-                                  relu_backward)
+                                  col2im_serial, depthwise_backward_input, depthwise_backward_weight,
+                                  depthwise_forward, im2col, im2col_serial, max_pool_backward,
+                                  max_pool_forward, relu_backward)
 
 DTYPES = (np.float32, np.float64)
 # Kernels sum in a different order than the references; float32 gets float32-sized slack.
@@ -88,9 +88,16 @@ def random(rng, shape, dtype):
 
 # --- im2col / col2im -------------------------------------------------------------------------
 
+# The parallel kernels and their single-threaded twins (same task bodies, different loop drivers)
+# are held to the same definition.
+UNFOLD = pytest.mark.parametrize("im2col", [im2col, im2col_serial], ids=["parallel", "serial"])
+FOLD = pytest.mark.parametrize("col2im", [col2im, col2im_serial], ids=["parallel", "serial"])
+
+
+@UNFOLD
 @SETTINGS
 @given(conv_cases(), st.integers(0, 2**32 - 1))
-def test_im2col_matches_definition(case, seed):
+def test_im2col_matches_definition(im2col, case, seed):
     n, c, h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, dtype = case
     x = random(np.random.default_rng(seed), (n, c, h, w), dtype)
     col = np.full((c * kh * kw, n * oh * ow), np.nan, dtype)  # every entry must be written
@@ -98,9 +105,10 @@ def test_im2col_matches_definition(case, seed):
     np.testing.assert_array_equal(col, ref_im2col(x, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow))
 
 
+@FOLD
 @SETTINGS
 @given(conv_cases(), st.integers(0, 2**32 - 1))
-def test_col2im_matches_definition_and_is_the_adjoint(case, seed):
+def test_col2im_matches_definition_and_is_the_adjoint(col2im, case, seed):
     n, c, h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, dtype = case
     rng = np.random.default_rng(seed)
     x = random(rng, (n, c, h, w), dtype)

@@ -61,9 +61,9 @@ class Conv2d(Function):
         w_mat = w.reshape(o, rows // g)
         y = xp.empty((n, o, oh, ow), dtype=x.dtype)
 
-        def forward_chunk(n0, nb):
+        def forward_chunk(n0, nb, alone):
             col = backend.workspace.get("col", (rows, nb * plane), x.dtype, xp)
-            kernels.im2col(x[n0:n0 + nb], col, *geometry)
+            (kernels.im2col if alone else kernels.im2col_serial)(x[n0:n0 + nb], col, *geometry)
             out = backend.workspace.get("gemm", (o, nb * plane), x.dtype, xp)
             for w_g, col_g, out_g in zip(_groups(w_mat, g), _groups(col, g), _groups(out, g)):
                 xp.matmul(w_g, col_g, out=out_g)
@@ -85,21 +85,23 @@ class Conv2d(Function):
         w_mat = w.reshape(o, rows // g)
         gx = xp.empty(x.shape, dtype=x.dtype) if need_x else None
 
-        def backward_chunk(n0, nb):
+        def backward_chunk(n0, nb, alone):
+            im2col = kernels.im2col if alone else kernels.im2col_serial
+            col2im = kernels.col2im if alone else kernels.col2im_serial
             gy_nchw = backend.workspace.get("gemm", (o, nb, oh, ow), x.dtype, xp)
             gy_nchw[...] = gy[n0:n0 + nb].transpose(1, 0, 2, 3)
             gy_mat = gy_nchw.reshape(o, nb * plane)
             col = backend.workspace.get("col", (rows, nb * plane), x.dtype, xp)
             gw_part = None
             if need_w:
-                kernels.im2col(x[n0:n0 + nb], col, *geometry)
+                im2col(x[n0:n0 + nb], col, *geometry)
                 # dW_g = gy_g col_g^T, computed as (col_g gy_g^T)^T: OpenBLAS runs this
                 # long-K product faster with the wide matrix on the left.
                 gw_part = xp.concatenate([(col_g @ gy_g.T).T for gy_g, col_g in zip(_groups(gy_mat, g), _groups(col, g))])
             if need_x:
                 for w_g, gy_g, col_g in zip(_groups(w_mat, g), _groups(gy_mat, g), _groups(col, g)):
                     xp.matmul(w_g.T, gy_g, out=col_g)
-                kernels.col2im(col, gx[n0:n0 + nb], *geometry)
+                col2im(col, gx[n0:n0 + nb], *geometry)
             return gw_part
 
         gw_parts = backend.map_chunks(backward_chunk, n, chunk, xp)
@@ -131,7 +133,7 @@ class PointwiseConv2d(Conv2d):
         x3, w_mat = x.reshape(n, c, h * wd), w.reshape(o, c)
         y = xp.empty((n, o, h * wd), dtype=x.dtype)
 
-        def forward_chunk(n0, nb):
+        def forward_chunk(n0, nb, alone):
             xp.matmul(w_mat, x3[n0:n0 + nb], out=y[n0:n0 + nb])
 
         backend.map_chunks(forward_chunk, n, -(-n // backend.cpu_threads()), xp)
@@ -149,7 +151,7 @@ class PointwiseConv2d(Conv2d):
         gy3 = xp.ascontiguousarray(gy).reshape(n, o, h * wd)
         gx = xp.empty_like(x3) if need_x else None
 
-        def backward_chunk(n0, nb):
+        def backward_chunk(n0, nb, alone):
             if need_x:
                 xp.matmul(w_mat.T, gy3[n0:n0 + nb], out=gx[n0:n0 + nb])
             if need_w:
