@@ -9,7 +9,7 @@ so conv2d is ``W.reshape(C_out, C*kh*kw) @ col`` -> (C_out, N*oh*ow). Any leadin
 """
 from numba import njit, prange
 
-from ._taps import copy_row, copy_tap, scatter_tap_axpy, tap_range, zero
+from ._taps import copy_row, copy_tap, scatter_row_axpy, scatter_tap_axpy, tap_range, zero
 
 
 @njit(inline="always", cache=True)
@@ -72,20 +72,35 @@ def im2col_serial(x, col, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
 @njit(inline="always", cache=True)
 def _fold_plane(col, x_grad, nc, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
     """Task ``nc`` of col2im: the whole (n, c) plane of x_grad, taps summed in (i, j) order."""
-    c_in = x_grad.shape[1]
+    c_in, h_in, w_in = x_grad.shape[1], x_grad.shape[2], x_grad.shape[3]
     taps = kh * kw
     plane = oh * ow
     one = col.dtype.type(1)
     n = nc // c_in
     c = nc - n * c_in
     dst = x_grad[n, c]
-    for h in range(dst.shape[0]):
-        zero(dst[h])
+    flat_dst = dst.reshape(h_in * w_in)
+    zero(flat_dst)
     for tap in range(taps):
         i = tap // kw
         j = tap - i * kw
-        block = col[c * taps + tap, n * plane:(n + 1) * plane].reshape((oh, ow))
-        scatter_tap_axpy(dst, one, block, i * dh, j * dw, sh, sw, ph, pw)
+        block = col[c * taps + tap, n * plane:(n + 1) * plane]
+        if sw == 1 and sh * w_in == ow:
+            # The mirror of im2col's flat path: one long shifted add. The block entries that
+            # wrap around a row edge belong to padding; zeroing them first keeps the add exact.
+            y_lo, y_hi = tap_range(i * dh, ph, sh, h_in, oh)
+            z_lo, z_hi = tap_range(j * dw, pw, sw, w_in, ow)
+            if z_lo == z_hi:
+                continue
+            for y in range(y_lo, y_hi):
+                row = block[y * ow:(y + 1) * ow]
+                zero(row[:z_lo])
+                zero(row[z_hi:])
+            lo = y_lo * ow + z_lo
+            hi = max((y_hi - 1) * ow + z_hi, lo)
+            scatter_row_axpy(flat_dst, one, block, lo, hi, 1, (i * dh - ph) * w_in + j * dw - pw)
+        else:
+            scatter_tap_axpy(dst, one, block.reshape((oh, ow)), i * dh, j * dw, sh, sw, ph, pw)
 
 
 @njit(parallel=True, cache=True)
@@ -101,6 +116,7 @@ def col2im(col, x_grad, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
     Gather form: a task owns one (n, c) plane of ``x_grad`` and collects into it the col entries
     of every window that covers it, tap by tap in the fixed order (i, j). No task writes outside
     its own plane, so there are no races and the result does not depend on the thread count.
+    ``col`` is scratch: entries that im2col would have set to zero (padding) may be zeroed.
     """
     for nc in prange(x_grad.shape[0] * x_grad.shape[1]):
         _fold_plane(col, x_grad, nc, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow)
