@@ -145,9 +145,10 @@ def plot_comparison(panels: dict, path, title: str = "") -> bool:
         for i, (label, history) in enumerate(runs.items()):
             color = f"C{i}"
             xs, ys = _series(history, "train_error_pct")
-            ax.plot(xs, ys, ls="--", lw=1, color=color)
+            marker = "." if len(xs) < 30 else None  # short runs: a point per epoch stays visible
+            ax.plot(xs, ys, ls="--", lw=1, color=color, marker=marker)
             xs, ys = _series(history, "test1k_error_pct")
-            ax.plot(xs, ys, ls="-", lw=2, color=color, label=label)
+            ax.plot(xs, ys, ls="-", lw=2, color=color, label=label, marker=marker)
         _style_axes(ax, panel)
     if title:
         fig.suptitle(title)
