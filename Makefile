@@ -10,7 +10,7 @@ STAMP := $(VENV)/.tinyconv-installed
 endif
 export PYTHONUNBUFFERED := 1
 
-.PHONY: install test test-slow test-all bench cifar-resnet20 cifar-plain-vs-resnet clean
+.PHONY: install test test-slow test-all test-gpu bench cifar-resnet20 cifar-plain-vs-resnet clean
 
 install: $(STAMP)
 
@@ -30,6 +30,12 @@ test-slow: install
 
 test-all: install
 	$(PY) -m pytest
+
+## On a machine with a CUDA GPU: installs CuPy, then runs the GPU tests and the CUDA kernel checks.
+test-gpu: install
+	$(PY) -m pip install -q -e '.[cuda]'
+	$(PY) -m pytest -m gpu -rs tests/test_gpu.py
+	$(PY) -m pytest tests/test_cuda_kernels.py tests/test_cuda_compile.py tests/test_cuda_emulator.py
 
 ## Training-step and conv-layer timings (tinyconv vs PyTorch when installed).
 bench: install

@@ -3,6 +3,8 @@
 Prints: conv2d forward+backward ms for ResNet-20's three stage shapes (N=128, 3x3, pad 1;
 C=16 @32x32, C=32 @16x16, C=64 @8x8), ResNet-20 training-step and inference images/s at batch 128,
 and the cold-start cost (import + first conv, with and without Numba's on-disk cache).
+``--device cuda`` times the CUDA path instead (CuPy + our kernels + cuBLAS, against PyTorch + cuDNN
+when PyTorch has CUDA), synchronising the device after every repeat.
 Every figure is the median of repeats; tinyconv and PyTorch repeats alternate so that the shared
 host's drift hits both alike. Run: ``make bench`` (or ``python examples/bench.py --help``).
 """
@@ -45,30 +47,51 @@ def alternate(runners, repeats, warmup=1):
     return samples
 
 
-def tinyconv_conv_step(n, c, size, rng):
-    x = tinyconv.tensor(rng.standard_normal((n, c, size, size)).astype(np.float32), requires_grad=True)
-    w = tinyconv.tensor((rng.standard_normal((c, c, 3, 3)) * 0.1).astype(np.float32), requires_grad=True)
-    gy = np.ones((n, c, size, size), np.float32)
+def synchronized(step, device, torch=None):
+    """``step`` followed by a wait for the device, so a GPU repeat is timed to its end."""
+    if device == "cpu":
+        return step
+    if torch is not None:
+        def run():
+            step()
+            torch.cuda.synchronize()
+        return run
+    import cupy
+
+    def run():
+        step()
+        cupy.cuda.Device().synchronize()
+    return run
+
+
+def tinyconv_conv_step(n, c, size, rng, device):
+    x = tinyconv.tensor(rng.standard_normal((n, c, size, size)).astype(np.float32), requires_grad=True,
+                        device=device)
+    w = tinyconv.tensor((rng.standard_normal((c, c, 3, 3)) * 0.1).astype(np.float32), requires_grad=True,
+                        device=device)
+    gy = tinyconv.tensor(np.ones((n, c, size, size), np.float32), device=device).data
 
     def step():
         F.conv2d(x, w, padding=1).backward(gy)
-    return step
+    return synchronized(step, device)
 
 
-def torch_conv_step(torch, n, c, size, rng):
-    x = torch.tensor(rng.standard_normal((n, c, size, size)).astype(np.float32), requires_grad=True)
-    w = torch.tensor((rng.standard_normal((c, c, 3, 3)) * 0.1).astype(np.float32), requires_grad=True)
-    gy = torch.ones((n, c, size, size))
+def torch_conv_step(torch, n, c, size, rng, device):
+    x = torch.tensor(rng.standard_normal((n, c, size, size)).astype(np.float32), device=device,
+                     requires_grad=True)
+    w = torch.tensor((rng.standard_normal((c, c, 3, 3)) * 0.1).astype(np.float32), device=device,
+                     requires_grad=True)
+    gy = torch.ones((n, c, size, size), device=device)
 
     def step():
         torch.nn.functional.conv2d(x, w, padding=1).backward(gy)
-    return step
+    return synchronized(step, device, torch)
 
 
-def tinyconv_resnet(batch, rng):
-    model = models.resnet20()
+def tinyconv_resnet(batch, rng, device):
+    model = models.resnet20().to(device)
     opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
-    x = tinyconv.tensor(rng.standard_normal((batch, 3, 32, 32)).astype(np.float32))
+    x = tinyconv.tensor(rng.standard_normal((batch, 3, 32, 32)).astype(np.float32), device=device)
     y = rng.integers(0, 10, batch)
 
     def train_step():
@@ -81,10 +104,10 @@ def tinyconv_resnet(batch, rng):
         model.eval()
         with tinyconv.no_grad():
             model(x)
-    return train_step, infer
+    return synchronized(train_step, device), synchronized(infer, device)
 
 
-def torch_resnet(torch, batch, rng):
+def torch_resnet(torch, batch, rng, device):
     """The same network in PyTorch (option-A shortcuts, BN, He init), defined here for the reference."""
     nn = torch.nn
 
@@ -110,10 +133,10 @@ def torch_resnet(torch, batch, rng):
             layers.append(Block(cin, cout, 2 if stage and not i else 1))
             cin = cout
     layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 10)]
-    model = nn.Sequential(*layers)
+    model = nn.Sequential(*layers).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
-    x = torch.tensor(rng.standard_normal((batch, 3, 32, 32)).astype(np.float32))
-    y = torch.tensor(rng.integers(0, 10, batch))
+    x = torch.tensor(rng.standard_normal((batch, 3, 32, 32)).astype(np.float32), device=device)
+    y = torch.tensor(rng.integers(0, 10, batch), device=device)
 
     def train_step():
         model.train()
@@ -125,7 +148,7 @@ def torch_resnet(torch, batch, rng):
         model.eval()
         with torch.no_grad():
             model(x)
-    return train_step, infer
+    return synchronized(train_step, device, torch), synchronized(infer, device, torch)
 
 
 COLD_START = """
@@ -161,7 +184,9 @@ def main():
     parser.add_argument("--threads", type=int, default=2, help="threads for PyTorch (tinyconv uses numba/BLAS defaults)")
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch reference")
     parser.add_argument("--skip-cold-start", action="store_true")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (default %(default)s)")
     args = parser.parse_args()
+    device = str(tinyconv.device(args.device))
 
     torch = None
     if not args.no_torch:
@@ -170,13 +195,20 @@ def main():
             torch.set_num_threads(args.threads)
         except ImportError:
             print("PyTorch is not installed: printing tinyconv figures only.")
+        if torch is not None and device != "cpu" and not torch.cuda.is_available():
+            print("This PyTorch has no CUDA: printing tinyconv figures only.")
+            torch = None
     rng = np.random.default_rng(0)
     print(f"tinyconv {tinyconv.__version__}, numpy {np.__version__}"
           + (f", torch {torch.__version__} ({torch.get_num_threads()} threads)" if torch else ""))
     print(f"median of {args.repeats}; ratio = PyTorch time / tinyconv time (>1: tinyconv faster)\n")
     print(f"{'':34s} {'tinyconv':>10s} {'PyTorch':>10s}  ratio")
 
-    if not args.skip_cold_start:
+    if device != "cpu":
+        import cupy
+        print(f"device {device}: {cupy.cuda.runtime.getDeviceProperties(0)['name'].decode()}, "
+              f"cupy {cupy.__version__}\n")
+    elif not args.skip_cold_start:
         with tempfile.TemporaryDirectory() as empty_cache:
             imp_fresh, conv_fresh = cold_start(empty_cache)
         imp, conv = cold_start()
@@ -185,17 +217,17 @@ def main():
         print(f"{'first conv fwd+bwd, cache empty':34s} {1e3 * conv_fresh:10.1f}            (ms, compiles)")
 
     for c, size in STAGES:
-        runners = {"ours": tinyconv_conv_step(args.batch, c, size, rng)}
+        runners = {"ours": tinyconv_conv_step(args.batch, c, size, rng, device)}
         if torch:
-            runners["torch"] = torch_conv_step(torch, args.batch, c, size, rng)
+            runners["torch"] = torch_conv_step(torch, args.batch, c, size, rng, device)
         s = alternate(runners, args.repeats)
         report_row(f"conv3x3 fwd+bwd C={c} @{size}x{size}", median_ms(s["ours"]),
                    median_ms(s["torch"]) if torch else None, "ms")
 
-    ours_train, ours_infer = tinyconv_resnet(args.batch, rng)
+    ours_train, ours_infer = tinyconv_resnet(args.batch, rng, device)
     runners = {"ours_train": ours_train, "ours_infer": ours_infer}
     if torch:
-        runners["torch_train"], runners["torch_infer"] = torch_resnet(torch, args.batch, rng)
+        runners["torch_train"], runners["torch_infer"] = torch_resnet(torch, args.batch, rng, device)
     s = alternate(runners, args.repeats)
     for kind in ("train", "infer"):
         ours = args.batch / statistics.median(s[f"ours_{kind}"])

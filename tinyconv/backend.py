@@ -27,12 +27,111 @@ def array_module(*arrays):
 
 
 def kernels(xp):
-    """The hand-written kernel set for backend ``xp`` (CPU: Numba)."""
+    """The hand-written kernel set for backend ``xp``: Numba on the CPU, CUDA C through CuPy."""
     if xp is np:
         from tinyconv.kernels import cpu
         return cpu
-    raise TypeError(f"tinyconv: arrays from {xp.__name__} are not supported yet (the CPU kernels need "
-                    "numpy arrays); move the data to the CPU with .get() or numpy.asarray")
+    if xp.__name__ == "cupy":
+        from tinyconv.kernels import cuda
+        return cuda.for_cupy()
+    raise TypeError(f"tinyconv: arrays from {xp.__name__} are not supported; use numpy (CPU) or "
+                    "cupy (CUDA) arrays")
+
+
+# ---- devices ----
+
+class Device:
+    """Where a tensor's data lives: ``cpu`` (a NumPy array) or ``cuda:<index>`` (a CuPy array)."""
+
+    def __init__(self, kind, index=None):
+        self.type = kind
+        self.index = index
+
+    def __repr__(self):
+        return f"device({str(self)!r})"
+
+    def __str__(self):
+        return self.type if self.index is None else f"{self.type}:{self.index}"
+
+    def __eq__(self, other):
+        if isinstance(other, str):
+            other = device(other)
+        return isinstance(other, Device) and (self.type, self.index or 0) == (other.type, other.index or 0)
+
+    def __hash__(self):
+        return hash((self.type, self.index or 0))
+
+    @property
+    def xp(self):
+        """The array library of this device (importing CuPy only for a CUDA device)."""
+        return np if self.type == "cpu" else _cupy()
+
+
+def device(spec="cpu"):
+    """A :class:`Device` from ``"cpu"``, ``"cuda"``, ``"cuda:1"`` or a Device.
+
+    Asking for CUDA checks at once that CuPy is installed and sees that GPU, and says what is
+    missing otherwise.
+    """
+    if isinstance(spec, Device):
+        return spec
+    if not isinstance(spec, str):
+        raise TypeError(f"device: expected 'cpu', 'cuda' or 'cuda:<index>', got {spec!r}")
+    kind, _, index = spec.strip().lower().partition(":")
+    if kind == "cpu" and not index:
+        return Device("cpu")
+    if kind != "cuda" or (index and not index.isdigit()):
+        raise ValueError(f"device: expected 'cpu', 'cuda' or 'cuda:<index>', got {spec!r}")
+    index = int(index) if index else 0
+    count = _cuda_device_count()
+    if index >= count:
+        raise RuntimeError(f"device: asked for cuda:{index} but CuPy sees {count} CUDA device(s)")
+    return Device("cuda", index)
+
+
+def device_of(array):
+    """The Device an array lives on."""
+    return Device("cuda", array.device.id) if is_cupy_array(array) else Device("cpu")
+
+
+def to_device(array, target):
+    """``array`` on ``target`` (a Device or spec): itself when already there, else a copy."""
+    target = device(target)
+    if device_of(array) == target:
+        return array
+    if target.type == "cpu":
+        return array.get()
+    cupy = _cupy()
+    with cupy.cuda.Device(target.index):
+        return cupy.asarray(array)
+
+
+def cuda_is_available():
+    """True when CuPy is installed and sees at least one CUDA GPU."""
+    try:
+        return _cuda_device_count() > 0
+    except RuntimeError:
+        return False
+
+
+def _cupy():
+    try:
+        import cupy
+    except ImportError as exc:
+        raise RuntimeError("tinyconv: a CUDA device needs CuPy, which is not installed: "
+                           "pip install 'tinyconv[cuda]' (CUDA 12)") from exc
+    return cupy
+
+
+def _cuda_device_count():
+    cupy = _cupy()
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as exc:  # CUDARuntimeError when there is no driver or no GPU
+        raise RuntimeError(f"tinyconv: CuPy is installed but finds no CUDA GPU ({exc})") from exc
+    if count == 0:
+        raise RuntimeError("tinyconv: CuPy is installed but finds no CUDA GPU")
+    return count
 
 
 class Workspace:
@@ -69,6 +168,8 @@ workspace = Workspace()
 # Upper bound (bytes) on one chunk's im2col workspace: a chunk's im2col, GEMM and col2im then stay
 # in the core's cache. Larger layers run in more batch chunks.
 workspace_limit = 2 * 2**20
+# A GPU has no cache to fit and pays a launch per kernel: its chunks are as large as memory allows.
+gpu_workspace_limit = 512 * 2**20
 
 
 def set_workspace_limit(nbytes):
@@ -128,7 +229,7 @@ def map_chunks(fn, total, chunk, xp=np):
     come back in chunk order, so reductions over them are deterministic whatever the thread count.
     """
     spans = [(start, min(chunk, total - start)) for start in range(0, total, chunk)]
-    threads = cpu_threads() if xp is np else 1
+    threads = cpu_threads() if xp is np else 1  # a GPU runs one chunk's kernels at a time
     if threads == 1 or len(spans) == 1 or not _threads_are_safe():
         return [fn(*span, True) for span in spans]
     global _pool

@@ -7,7 +7,7 @@ calling the differentiable ops in ``tinyconv.ops``.
 import numpy as np
 
 from tinyconv import autograd
-from tinyconv.backend import array_module, is_cupy_array
+from tinyconv.backend import array_module, device_of, is_cupy_array, to_device
 
 DEFAULT_DTYPE = np.float32
 
@@ -51,7 +51,19 @@ class Tensor:
 
     @property
     def device(self):
-        return "cuda" if is_cupy_array(self.data) else "cpu"
+        """The Device the data lives on (compares equal to "cpu", "cuda:0"...)."""
+        return device_of(self.data)
+
+    def to(self, device):
+        """This tensor on ``device`` ("cpu", "cuda", "cuda:1"); differentiable, and ``self`` when
+        it is already there."""
+        return device_ops.to(self, device)
+
+    def cpu(self):
+        return self.to("cpu")
+
+    def cuda(self, index=0):
+        return self.to(f"cuda:{index}")
 
     def __len__(self):
         return len(self.data)
@@ -186,9 +198,13 @@ class Tensor:
     __hash__ = object.__hash__
 
 
-def tensor(data, requires_grad=False, dtype=None):
-    """A new leaf tensor from a list, scalar or array (Python floats become float32)."""
-    return Tensor(data, requires_grad=requires_grad, dtype=dtype)
+def tensor(data, requires_grad=False, dtype=None, device=None):
+    """A new leaf tensor from a list, scalar or array (Python floats become float32), on
+    ``device`` when given (else where ``data`` lives)."""
+    array = _to_array(data, dtype)
+    if device is not None:
+        array = to_device(array, device)
+    return Tensor(array, requires_grad=requires_grad)
 
 
 def as_tensor(value, like=None):
@@ -206,4 +222,5 @@ def as_tensor(value, like=None):
 
 # The ops import Tensor from this module, so they are imported after it is defined.
 from tinyconv.ops import activation, elementwise, linear, reduction  # noqa: E402
+from tinyconv.ops import device as device_ops  # noqa: E402
 from tinyconv.ops import shape as shape_ops  # noqa: E402

@@ -9,7 +9,7 @@ from collections import OrderedDict, namedtuple
 
 import numpy as np
 
-from tinyconv.backend import array_module
+from tinyconv.backend import array_module, to_device
 from tinyconv.nn.parameter import Parameter
 from tinyconv.tensor import Tensor
 
@@ -231,6 +231,22 @@ class Module:
                 if t.grad is not None:
                     t.grad = t.grad.astype(dtype)
         return self
+
+    def to(self, device):
+        """Move every parameter, buffer and gradient to ``device`` ("cpu", "cuda", "cuda:1") in
+        place; returns self. Build optimizers after moving: they keep the tensors, and their state
+        is created on the parameters' device."""
+        for t in list(self.parameters()) + list(self.buffers()):
+            t.data = to_device(t.data, device)
+            if t.grad is not None:
+                t.grad = to_device(t.grad, device)
+        return self
+
+    def cpu(self):
+        return self.to("cpu")
+
+    def cuda(self, index=0):
+        return self.to(f"cuda:{index}")
 
     def float(self):
         """Cast floating-point parameters and buffers to float32 in place; returns self."""

@@ -25,10 +25,15 @@ def _groups(matrix, groups):
     return [matrix[i * rows:(i + 1) * rows] for i in range(groups)]
 
 
-def _batch_chunk(n, bytes_per_sample):
+def _per_thread(n, xp):
+    """Images per chunk that give every CPU thread one chunk (a GPU takes the batch whole)."""
+    return -(-n // backend.cpu_threads()) if xp is np else n
+
+
+def _batch_chunk(n, bytes_per_sample, xp):
     """Images per chunk: the workspace limit's worth, but at least one chunk per CPU thread."""
-    per_thread = -(-n // backend.cpu_threads())
-    return max(1, min(per_thread, backend.workspace_limit // max(bytes_per_sample, 1)))
+    limit = backend.workspace_limit if xp is np else backend.gpu_workspace_limit
+    return max(1, min(_per_thread(n, xp), limit // max(bytes_per_sample, 1)))
 
 
 class Conv2d(Function):
@@ -48,7 +53,7 @@ class Conv2d(Function):
         """(geometry, rows of col, pixels per image, images per chunk) for this problem."""
         geometry = self._geometry(x, w)
         rows, plane = x.shape[1] * w.shape[2] * w.shape[3], geometry[-2] * geometry[-1]
-        return geometry, rows, plane, _batch_chunk(x.shape[0], rows * plane * x.itemsize)
+        return geometry, rows, plane, _batch_chunk(x.shape[0], rows * plane * x.itemsize, array_module(x))
 
     def forward(self, x, w, b=None):
         xp = array_module(x)
@@ -136,7 +141,7 @@ class PointwiseConv2d(Conv2d):
         def forward_chunk(n0, nb, alone):
             xp.matmul(w_mat, x3[n0:n0 + nb], out=y[n0:n0 + nb])
 
-        backend.map_chunks(forward_chunk, n, -(-n // backend.cpu_threads()), xp)
+        backend.map_chunks(forward_chunk, n, _per_thread(n, xp), xp)
         if b is not None:
             y += b.reshape(1, o, 1)
         return y.reshape(n, o, h, wd)
@@ -157,7 +162,7 @@ class PointwiseConv2d(Conv2d):
             if need_w:
                 return xp.matmul(gy3[n0:n0 + nb], x3[n0:n0 + nb].transpose(0, 2, 1)).sum(axis=0)
 
-        gw_parts = backend.map_chunks(backward_chunk, n, -(-n // backend.cpu_threads()), xp)
+        gw_parts = backend.map_chunks(backward_chunk, n, _per_thread(n, xp), xp)
         gw = None
         if need_w:
             gw = gw_parts[0]

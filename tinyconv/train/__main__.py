@@ -72,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="turn off the pad-4 random crop and horizontal flip")
     p.add_argument("--eval-every", type=_positive_int, default=d.eval_every, metavar="K",
                    help="score the test/validation sets every K epochs and after the last (default %(default)s)")
+    p.add_argument("--device", default=d.device, metavar="DEV",
+                   help="cpu, cuda or cuda:N (CUDA needs CuPy: pip install 'tinyconv[cuda]'; "
+                        "default %(default)s)")
     p.add_argument("--no-progress", dest="progress", action="store_false",
                    help="no progress bar (it is drawn only when stderr is a terminal; one line per "
                         "epoch is printed either way)")

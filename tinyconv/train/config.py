@@ -49,6 +49,7 @@ class TrainConfig:
     eval_every: int = 1
     eval_batch_size: int = 500
     progress: bool = True
+    device: str = "cpu"
 
     def __post_init__(self):
         if self.out is None:

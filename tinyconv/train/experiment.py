@@ -32,6 +32,10 @@ def train(config: TrainConfig, *, model_fn=None, arrays=None, on_iteration=None)
             raise ConfigError(f"unknown model {config.model!r}; choose one of {', '.join(CIFAR_MODELS)}")
         model_fn = CIFAR_MODELS[config.model]
     checkpoint_path = Path(config.out) / FILENAME
+    try:
+        device = tinyconv.device(config.device)
+    except (ValueError, RuntimeError) as exc:
+        raise ConfigError(str(exc)) from exc
     if config.resume and not checkpoint_path.is_file():  # say so before spending time on the data
         raise CheckpointError(f"no checkpoint at {checkpoint_path}; run without --resume to start a new run")
     if arrays is None:
@@ -40,7 +44,7 @@ def train(config: TrainConfig, *, model_fn=None, arrays=None, on_iteration=None)
 
     tinyconv.random.manual_seed(config.seed)
     np.random.seed(config.seed)
-    model = model_fn()
+    model = model_fn().to(device)
     loader = splits_mod.train_loader(splits, config)
     plan = plan_run(config, len(loader))
     optimizer = make_optimizer(model.parameters(), config)

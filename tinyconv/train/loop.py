@@ -30,12 +30,13 @@ def evaluate(model, loader) -> tuple[np.ndarray, np.ndarray]:
     top class is the label, in the loader's order. The model's train/eval mode is restored after.
     """
     was_training = model.training
+    device = model_device(model)
     model.eval()
     losses, correct = [], []
     try:
         with tinyconv.no_grad():
             for x, y in loader:
-                logits = model(tinyconv.Tensor(x))
+                logits = model(tinyconv.tensor(x, device=device))
                 losses.append(F.cross_entropy(logits, y, reduction="none").numpy().astype(np.float64))
                 correct.append(logits.numpy().argmax(axis=1) == y)
     finally:
@@ -43,6 +44,13 @@ def evaluate(model, loader) -> tuple[np.ndarray, np.ndarray]:
     if not losses:
         return np.zeros(0), np.zeros(0, dtype=bool)
     return np.concatenate(losses), np.concatenate(correct)
+
+
+def model_device(model):
+    """Where ``model``'s parameters live (the CPU for a model without any)."""
+    for param in model.parameters():
+        return param.device
+    return tinyconv.device("cpu")
 
 
 def _loss_and_error(losses, correct) -> tuple[float, float]:
@@ -82,6 +90,7 @@ class Trainer:
         self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
         self.train_loader, self.plan, self.config = train_loader, plan, config
         self.model_name = model_name
+        self.device = model_device(model)
         self.test_loader, self.val_loader = test_loader, val_loader
         self.data_fingerprint = data_fingerprint
         self.on_iteration = on_iteration
@@ -176,7 +185,7 @@ class Trainer:
             # zip asks range first, so no batch past the last one is drawn from the loader.
             for _, (x, y) in zip(range(n_batches), batches):
                 lr = self.scheduler.get_last_lr()[0]
-                logits = self.model(tinyconv.Tensor(x))
+                logits = self.model(tinyconv.tensor(x, device=self.device))
                 loss = F.cross_entropy(logits, y)
                 self.optimizer.zero_grad()
                 loss.backward()
