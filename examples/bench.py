@@ -1,12 +1,18 @@
-"""tinyconv speed on this machine, against PyTorch's CPU path in the same run when it is installed.
+"""tinyconv speed on this machine, against PyTorch in the same run when it is installed.
 
-Prints: conv2d forward+backward ms for ResNet-20's three stage shapes (N=128, 3x3, pad 1;
-C=16 @32x32, C=32 @16x16, C=64 @8x8), ResNet-20 training-step and inference images/s at batch 128,
-and the cold-start cost (import + first conv, with and without Numba's on-disk cache).
-``--device cuda`` times the CUDA path instead (CuPy + our kernels + cuBLAS, against PyTorch + cuDNN
-when PyTorch has CUDA), synchronising the device after every repeat.
+Prints, at batch 128 in float32:
+- conv2d forward+backward ms for ResNet-20's three stage shapes (3x3, pad 1; C=16 @32x32,
+  C=32 @16x16, C=64 @8x8);
+- training-step images/s of ResNet-20, MobileNet v1 (CIFAR form) and VGG-16 with BN (CIFAR form),
+  and ResNet-20 inference, each with the share of this machine's ceiling it reaches: the images/s
+  if every multiply-add ran at the speed numpy's sgemm reaches here (measured in the same run);
+- peak memory (RSS) of a process running ResNet-20 training steps;
+- where ResNet-20's training step spends its time, op by op (``tinyconv.profile``);
+- the cold-start cost (import + first conv, with and without Numba's on-disk cache).
 Every figure is the median of repeats; tinyconv and PyTorch repeats alternate so that the shared
-host's drift hits both alike. Run: ``make bench`` (or ``python examples/bench.py --help``).
+host's drift hits both alike. ``--device cuda`` times the CUDA path instead (CuPy + our kernels +
+cuBLAS, against PyTorch + cuDNN when PyTorch has CUDA), synchronising after every repeat.
+Run: ``make bench`` (or ``python examples/bench.py --help``).
 """
 import argparse
 import os
@@ -22,7 +28,17 @@ import tinyconv
 import tinyconv.functional as F
 from tinyconv import models, optim
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import torch_reference  # noqa: E402  (examples/ is not a package)
+
 STAGES = [(16, 32), (32, 16), (64, 8)]
+# name -> (tinyconv constructor, PyTorch constructor); each is timed for a training step.
+WORKLOADS = {
+    "resnet20": (models.resnet20, torch_reference.resnet20),
+    "mobilenet": (models.mobilenet_v1_cifar, torch_reference.mobilenet_v1_cifar),
+    "vgg16": (models.vgg16_cifar, torch_reference.vgg16_bn_cifar),
+}
+TITLES = {"resnet20": "ResNet-20", "mobilenet": "MobileNet v1 (CIFAR)", "vgg16": "VGG-16 BN (CIFAR)"}
 
 
 def median_ms(samples):
@@ -88,8 +104,9 @@ def torch_conv_step(torch, n, c, size, rng, device):
     return synchronized(step, device, torch)
 
 
-def tinyconv_resnet(batch, rng, device):
-    model = models.resnet20().to(device)
+def tinyconv_steps(model, batch, rng, device):
+    """(training step, inference) callables for ``model`` on one random CIFAR-sized batch."""
+    model.to(device)
     opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
     x = tinyconv.tensor(rng.standard_normal((batch, 3, 32, 32)).astype(np.float32), device=device)
     y = rng.integers(0, 10, batch)
@@ -107,33 +124,8 @@ def tinyconv_resnet(batch, rng, device):
     return synchronized(train_step, device), synchronized(infer, device)
 
 
-def torch_resnet(torch, batch, rng, device):
-    """The same network in PyTorch (option-A shortcuts, BN, He init), defined here for the reference."""
-    nn = torch.nn
-
-    class Block(nn.Module):
-        def __init__(self, cin, cout, stride):
-            super().__init__()
-            self.c1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-            self.b1 = nn.BatchNorm2d(cout)
-            self.c2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-            self.b2 = nn.BatchNorm2d(cout)
-            self.stride, self.extra = stride, cout - cin
-
-        def forward(self, x):
-            out = self.b2(self.c2(torch.relu(self.b1(self.c1(x)))))
-            short = x[:, :, ::self.stride, ::self.stride]
-            if self.extra:
-                short = nn.functional.pad(short, (0, 0, 0, 0, self.extra // 2, self.extra - self.extra // 2))
-            return torch.relu(out + short)
-
-    layers, cin = [nn.Conv2d(3, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU()], 16
-    for stage, cout in enumerate((16, 32, 64)):
-        for i in range(3):
-            layers.append(Block(cin, cout, 2 if stage and not i else 1))
-            cin = cout
-    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 10)]
-    model = nn.Sequential(*layers).to(device)
+def torch_steps(torch, model, batch, rng, device):
+    model = model.to(device)
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
     x = torch.tensor(rng.standard_normal((batch, 3, 32, 32)).astype(np.float32), device=device)
     y = torch.tensor(rng.integers(0, 10, batch), device=device)
@@ -141,7 +133,7 @@ def torch_resnet(torch, batch, rng, device):
     def train_step():
         model.train()
         opt.zero_grad()
-        nn.functional.cross_entropy(model(x), y).backward()
+        torch.nn.functional.cross_entropy(model(x), y).backward()
         opt.step()
 
     def infer():
@@ -149,6 +141,48 @@ def torch_resnet(torch, batch, rng, device):
         with torch.no_grad():
             model(x)
     return synchronized(train_step, device, torch), synchronized(infer, device, torch)
+
+
+def sgemm_gflops(repeats=5, size=2048):
+    """float32 GEMM speed numpy reaches here (2*size^3 flops per product), median of repeats."""
+    rng = np.random.default_rng(0)
+    a, b = (rng.standard_normal((size, size)).astype(np.float32) for _ in range(2))
+    a @ b
+    return 2 * size ** 3 / statistics.median(timed(lambda: a @ b) for _ in range(repeats)) / 1e9
+
+
+def ceiling_images_per_s(model, gflops, training):
+    """Images/s if every multiply-add of the model (x3 for forward + two backward GEMMs) ran at
+    ``gflops``."""
+    mult_adds = tinyconv.summary(model, (3, 32, 32), print_table=False).total_mult_adds
+    return gflops * 1e9 / (2 * mult_adds * (3 if training else 1))
+
+
+# Run in a fresh process: a few ResNet-20 training steps, then the process's peak RSS in MiB. VmHWM,
+# not getrusage's ru_maxrss: Linux carries ru_maxrss over from the parent at fork, and this parent
+# is large.
+PEAK_RSS = """
+import sys, numpy as np
+sys.path.insert(0, {examples!r})
+import bench
+rng = np.random.default_rng(0)
+if {framework!r} == "tinyconv":
+    step, _ = bench.tinyconv_steps(bench.models.resnet20(), {batch}, rng, "cpu")
+else:
+    import torch
+    torch.set_num_threads({threads})
+    step, _ = bench.torch_steps(torch, bench.torch_reference.resnet20(torch), {batch}, rng, "cpu")
+for _ in range(3):
+    step()
+print(next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM")) / 1024)
+"""
+
+
+def peak_rss_mib(framework, batch, threads):
+    code = PEAK_RSS.format(examples=os.path.dirname(os.path.abspath(__file__)), framework=framework,
+                           batch=batch, threads=threads)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return float(out.stdout.split()[-1])
 
 
 COLD_START = """
@@ -171,10 +205,15 @@ def cold_start(cache_dir=None):
     return [float(v) for v in out.stdout.split()]
 
 
-def report_row(name, ours, theirs, unit):
-    ratio = f"{theirs / ours:6.2f}x" if unit == "ms" and theirs else (f"{ours / theirs:6.2f}x" if theirs else "   -  ")
-    ref = f"{theirs:10.1f}" if theirs else "         -"
-    print(f"{name:34s} {ours:10.1f} {ref} {ratio}   ({unit})")
+def report_row(name, ours, theirs, unit, note=""):
+    """One line: tinyconv, PyTorch, and ratio = how many times faster (or lighter) tinyconv is."""
+    lower_is_better = unit in ("ms", "MiB")
+    if theirs:
+        ratio = f"{(theirs / ours if lower_is_better else ours / theirs):6.2f}x"
+        ref = f"{theirs:10.1f}"
+    else:
+        ratio, ref = "   -  ", "         -"
+    print(f"{name:36s} {ours:10.1f} {ref} {ratio}   ({unit}){note}")
 
 
 def main():
@@ -184,9 +223,16 @@ def main():
     parser.add_argument("--threads", type=int, default=2, help="threads for PyTorch (tinyconv uses numba/BLAS defaults)")
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch reference")
     parser.add_argument("--skip-cold-start", action="store_true")
+    parser.add_argument("--workloads", default=",".join(WORKLOADS),
+                        help=f"comma-separated subset of {','.join(WORKLOADS)} (default: all)")
+    parser.add_argument("--layers", type=int, default=15, help="rows of the per-op table (0: none)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default %(default)s)")
     args = parser.parse_args()
     device = str(tinyconv.device(args.device))
+    workloads = [w.strip() for w in args.workloads.split(",") if w.strip()]
+    unknown = set(workloads) - set(WORKLOADS)
+    if unknown:
+        parser.error(f"unknown workloads {sorted(unknown)}; choose from {','.join(WORKLOADS)}")
 
     torch = None
     if not args.no_torch:
@@ -201,20 +247,25 @@ def main():
     rng = np.random.default_rng(0)
     print(f"tinyconv {tinyconv.__version__}, numpy {np.__version__}"
           + (f", torch {torch.__version__} ({torch.get_num_threads()} threads)" if torch else ""))
-    print(f"median of {args.repeats}; ratio = PyTorch time / tinyconv time (>1: tinyconv faster)\n")
-    print(f"{'':34s} {'tinyconv':>10s} {'PyTorch':>10s}  ratio")
-
     if device != "cpu":
         import cupy
         print(f"device {device}: {cupy.cuda.runtime.getDeviceProperties(0)['name'].decode()}, "
-              f"cupy {cupy.__version__}\n")
-    elif not args.skip_cold_start:
+              f"cupy {cupy.__version__}")
+        gflops = None
+    else:
+        gflops = sgemm_gflops()
+        print(f"numpy sgemm here: {gflops:.0f} GFLOP/s (the ceiling's speed)")
+    print(f"batch {args.batch}, median of {args.repeats}; ratio = how many times faster (lighter) "
+          f"tinyconv is than PyTorch (>1: tinyconv ahead)\n")
+    print(f"{'':36s} {'tinyconv':>10s} {'PyTorch':>10s}  ratio")
+
+    if device == "cpu" and not args.skip_cold_start:
         with tempfile.TemporaryDirectory() as empty_cache:
             imp_fresh, conv_fresh = cold_start(empty_cache)
         imp, conv = cold_start()
-        print(f"{'import tinyconv':34s} {1e3 * imp:10.1f}            (ms)")
-        print(f"{'first conv fwd+bwd, numba cached':34s} {1e3 * conv:10.1f}            (ms)")
-        print(f"{'first conv fwd+bwd, cache empty':34s} {1e3 * conv_fresh:10.1f}            (ms, compiles)")
+        print(f"{'import tinyconv':36s} {1e3 * imp:10.1f}            (ms)")
+        print(f"{'first conv fwd+bwd, numba cached':36s} {1e3 * conv:10.1f}            (ms)")
+        print(f"{'first conv fwd+bwd, cache empty':36s} {1e3 * conv_fresh:10.1f}            (ms, compiles)")
 
     for c, size in STAGES:
         runners = {"ours": tinyconv_conv_step(args.batch, c, size, rng, device)}
@@ -224,15 +275,40 @@ def main():
         report_row(f"conv3x3 fwd+bwd C={c} @{size}x{size}", median_ms(s["ours"]),
                    median_ms(s["torch"]) if torch else None, "ms")
 
-    ours_train, ours_infer = tinyconv_resnet(args.batch, rng, device)
-    runners = {"ours_train": ours_train, "ours_infer": ours_infer}
-    if torch:
-        runners["torch_train"], runners["torch_infer"] = torch_resnet(torch, args.batch, rng, device)
-    s = alternate(runners, args.repeats)
-    for kind in ("train", "infer"):
-        ours = args.batch / statistics.median(s[f"ours_{kind}"])
-        theirs = args.batch / statistics.median(s[f"torch_{kind}"]) if torch else None
-        report_row(f"ResNet-20 {'training step' if kind == 'train' else 'inference'}", ours, theirs, "img/s")
+    for name in workloads:
+        ours_fn, theirs_fn = WORKLOADS[name]
+        model = ours_fn()
+        kinds = ("train", "infer") if name == "resnet20" else ("train",)
+        runners = dict(zip((f"ours_{k}" for k in kinds), tinyconv_steps(model, args.batch, rng, device)))
+        if torch:
+            reference = theirs_fn(torch)
+            counts = model.num_parameters(), sum(p.numel() for p in reference.parameters())
+            if counts[0] != counts[1]:
+                raise SystemExit(f"{name}: tinyconv has {counts[0]:,} parameters, the PyTorch twin "
+                                 f"{counts[1]:,}: they are not the same network")
+            runners.update(zip((f"torch_{k}" for k in kinds), torch_steps(torch, reference, args.batch, rng, device)))
+        s = alternate(runners, args.repeats)
+        for kind in kinds:
+            ours = args.batch / statistics.median(s[f"ours_{kind}"])
+            theirs = args.batch / statistics.median(s[f"torch_{kind}"]) if torch else None
+            note = ""
+            if gflops:
+                ceiling = ceiling_images_per_s(model.to("cpu"), gflops, kind == "train")
+                note = f"  {100 * ours / ceiling:4.1f}% of the {ceiling:,.0f} img/s ceiling"
+            report_row(f"{TITLES[name]} {'training step' if kind == 'train' else 'inference'}",
+                       ours, theirs, "img/s", note)
+
+    if device == "cpu":
+        report_row("peak RSS, ResNet-20 training", peak_rss_mib("tinyconv", args.batch, args.threads),
+                   peak_rss_mib("torch", args.batch, args.threads) if torch else None, "MiB")
+
+    if args.layers:
+        step, _ = tinyconv_steps(models.resnet20(), args.batch, rng, device)
+        step()
+        with tinyconv.profile() as prof:
+            step()
+        print(f"\nResNet-20 training step, tinyconv, by op and input shape (the {args.layers} slowest):")
+        print(prof.table(args.layers))
 
 
 if __name__ == "__main__":

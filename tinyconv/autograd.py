@@ -10,6 +10,8 @@ import threading
 import weakref
 
 _state = threading.local()
+# The tinyconv.profiler.Profile timing every forward/backward, or None (the usual case).
+active_profile = None
 
 
 def is_grad_enabled():
@@ -53,7 +55,11 @@ class Function:
         inputs = tuple(x if isinstance(x, Tensor) else Tensor(x) for x in inputs)
         record = is_grad_enabled() and any(x.requires_grad for x in inputs)
         self.needs_input_grad = tuple(record and x.requires_grad for x in inputs)
-        outs = self.forward(*(x.data for x in inputs))
+        arrays = tuple(x.data for x in inputs)
+        if active_profile is None:
+            outs = self.forward(*arrays)
+        else:
+            outs = active_profile.run(self, "forward", self.forward, arrays, arrays[0].shape)
         single = not isinstance(outs, tuple)
         if single:
             outs = (outs,)
@@ -154,7 +160,11 @@ def backward(root, grad=None, retain_graph=False):
                 _accumulate_into(y, g)
         grad_outputs = [g if g is not None else xp.zeros(shape, dtype=dtype)
                         for g, (shape, dtype) in zip(grad_outputs, fn.output_meta)]
-        grad_inputs = fn.backward(*grad_outputs)
+        if active_profile is None:
+            grad_inputs = fn.backward(*grad_outputs)
+        else:
+            grad_inputs = active_profile.run(fn, "backward", fn.backward, grad_outputs,
+                                             fn.inputs[0].shape)
         if not isinstance(grad_inputs, tuple):
             grad_inputs = (grad_inputs,)
         if len(grad_inputs) != len(fn.inputs):
