@@ -12,16 +12,18 @@ setup(
     # kernels/ lives at the top of the repository but is installed as tinyconv.kernels.
     packages=[
         "tinyconv", "tinyconv.ops", "tinyconv.nn", "tinyconv.optim", "tinyconv.data",
-        "tinyconv.models", "tinyconv.train",
+        "tinyconv.models", "tinyconv.train", "tinyconv.testing",
         "tinyconv.kernels", "tinyconv.kernels.cpu", "tinyconv.kernels.cuda",
     ],
     package_dir={"tinyconv.kernels": "kernels"},
-    package_data={"tinyconv.kernels.cuda": ["*.cu", "*.cuh"]},
+    package_data={"tinyconv.kernels.cuda": ["*.cu", "*.cuh"], "tinyconv.testing": ["*.h"]},
     # tbb gives numba a threading layer that does not spin against OpenBLAS (kernels/cpu/__init__.py).
     install_requires=["numpy>=1.24", "numba>=0.58", "tqdm>=4.60", "threadpoolctl>=3",
                       "tbb; platform_system == 'Linux' and platform_machine == 'x86_64'"],
     extras_require={
-        "test": ["pytest>=7", "hypothesis>=6.80", "matplotlib>=3.5"],
+        # NVRTC (~90 MB) compiles the CUDA kernels in CI without a GPU (tests/test_cuda_compile.py).
+        "test": ["pytest>=7", "hypothesis>=6.80", "matplotlib>=3.5",
+                 "nvidia-cuda-nvrtc-cu12; platform_system == 'Linux' and platform_machine == 'x86_64'"],
         "plot": ["matplotlib>=3.5"],
         "cuda": ["cupy-cuda12x>=13"],
     },
