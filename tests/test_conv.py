@@ -155,14 +155,17 @@ def test_bad_dtypes():
                tinyconv.tensor(np.zeros(5, np.float32)))
 
 
-@pytest.mark.parametrize("n,c_in,c_out,h,w,bias", [(3, 4, 5, 6, 7, True), (1, 1, 2, 1, 1, False), (5, 3, 3, 4, 4, True)])
-def test_pointwise_path_matches_definition_and_gradients(n, c_in, c_out, h, w, bias):
-    """1x1 stride-1 unpadded convs take the no-im2col path; same definition, same gradients."""
+@pytest.mark.parametrize("n,c_in,c_out,h,w,bias,path", [
+    (3, 4, 5, 6, 7, True, "PointwiseConv2d"), (5, 3, 3, 4, 4, True, "PointwiseConv2d"),
+    (1, 1, 2, 1, 1, False, "Conv2d"), (4, 6, 5, 2, 2, True, "Conv2d")])
+def test_pointwise_path_matches_definition_and_gradients(n, c_in, c_out, h, w, bias, path):
+    """1x1 stride-1 unpadded convs take the no-im2col path unless their planes are tiny; same
+    definition, same gradients either way."""
     p = dict(n=n, c_in=c_in, c_out=c_out, h=h, w=w, kh=1, kw=1, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1)
     x, wt, b = make_problem(p)
     b = b if bias else None
     args = [tinyconv.tensor(a, requires_grad=True) for a in ([x, wt] + ([b] if bias else []))]
     y = conv2d(*args)
-    assert type(y.creator).__name__ == "PointwiseConv2d"
+    assert type(y.creator).__name__ == path
     np.testing.assert_allclose(y.data, naive_conv2d(x, wt, b, (1, 1), (0, 0), (1, 1), 1), rtol=1e-10, atol=1e-10)
     check_grad(lambda *t: conv2d(*t), *([x, wt] + ([b] if bias else [])))
