@@ -156,8 +156,8 @@ def test_bad_dtypes():
 
 
 @pytest.mark.parametrize("n,c_in,c_out,h,w,bias,path", [
-    (3, 4, 5, 6, 7, True, "PointwiseConv2d"), (5, 3, 3, 4, 4, True, "PointwiseConv2d"),
-    (1, 1, 2, 1, 1, False, "Conv2d"), (4, 6, 5, 2, 2, True, "Conv2d")])
+    (3, 4, 5, 6, 7, True, "PointwiseConv2d"), (5, 3, 3, 6, 6, True, "PointwiseConv2d"),
+    (1, 1, 2, 1, 1, False, "Conv2d"), (4, 6, 5, 4, 4, True, "Conv2d")])
 def test_pointwise_path_matches_definition_and_gradients(n, c_in, c_out, h, w, bias, path):
     """1x1 stride-1 unpadded convs take the no-im2col path unless their planes are tiny; same
     definition, same gradients either way."""
