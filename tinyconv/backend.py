@@ -6,36 +6,11 @@ CuPy is imported only when a CuPy array is actually seen, so ``import tinyconv``
 """
 import concurrent.futures
 import contextlib
-import ctypes
 import os
 import sys
 import threading
 
 import numpy as np
-
-
-def keep_freed_memory():
-    """Make glibc's malloc keep freed memory for reuse instead of handing it back to the OS.
-
-    By default glibc serves every block over ~128 KB-32 MB (an activation, a gradient) with a
-    fresh ``mmap`` and unmaps it when freed, so each training step faults in its ~110 MB of
-    temporaries page by page again: 28,000 page faults and ~10 % of ResNet-20's step time,
-    measured on the 2-core host. Raising the mmap and trim thresholds lets freed blocks be
-    reused. The price is that memory freed after a peak stays with the process. Runs once, at
-    import; ``TINYCONV_MALLOC_TUNING=0`` turns it off. Returns whether it applied.
-    """
-    if os.environ.get("TINYCONV_MALLOC_TUNING", "1") == "0" or not sys.platform.startswith("linux"):
-        return False
-    try:
-        mallopt = ctypes.CDLL("libc.so.6").mallopt
-    except (OSError, AttributeError):  # not glibc (musl has no mallopt)
-        return False
-    m_trim_threshold, m_top_pad, m_mmap_threshold = -1, -2, -3
-    return bool(mallopt(m_mmap_threshold, 32 * 2**20)  # glibc's maximum
-                and mallopt(m_trim_threshold, 2**30) and mallopt(m_top_pad, 64 * 2**20))
-
-
-keep_freed_memory()
 
 
 def is_cupy_array(x):
