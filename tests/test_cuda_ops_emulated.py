@@ -30,10 +30,8 @@ CASES = [
 
 
 def use_cuda_kernels(monkeypatch):
-    """From here on, route every op's kernel calls to the emulated CUDA kernels (on one thread:
-    the emulator's launches must not overlap)."""
+    """From here on, route every op's kernel calls to the emulated CUDA kernels."""
     emulated = CudaKernels(EmulatedModule)
-    monkeypatch.setenv("TINYCONV_NUM_THREADS", "1")
     monkeypatch.setattr(backend, "kernels", lambda xp: emulated)
 
 
