@@ -27,6 +27,8 @@ def test_device_parsing_and_equality():
             tinyconv.device(bad)
     with pytest.raises(TypeError, match="device"):
         tinyconv.device(0)
+    # Comparing with a spelling never needs CUDA to be there.
+    assert cpu != "cuda" and cpu != "cuda:1" and cpu != "gpu"
 
 
 @needs_no_gpu

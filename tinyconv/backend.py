@@ -54,17 +54,28 @@ class Device:
         return self.type if self.index is None else f"{self.type}:{self.index}"
 
     def __eq__(self, other):
+        """Equal to the same Device or its spelling: ``x.device == "cuda"`` works anywhere,
+        even where CUDA is missing."""
         if isinstance(other, str):
-            other = device(other)
+            try:
+                other = _parse_device(other)
+            except ValueError:
+                return False
         return isinstance(other, Device) and (self.type, self.index or 0) == (other.type, other.index or 0)
 
     def __hash__(self):
         return hash((self.type, self.index or 0))
 
-    @property
-    def xp(self):
-        """The array library of this device (importing CuPy only for a CUDA device)."""
-        return np if self.type == "cpu" else _cupy()
+
+def _parse_device(spec):
+    if not isinstance(spec, str):
+        raise TypeError(f"device: expected 'cpu', 'cuda' or 'cuda:<index>', got {spec!r}")
+    kind, _, index = spec.strip().lower().partition(":")
+    if kind == "cpu" and not index:
+        return Device("cpu")
+    if kind != "cuda" or (index and not index.isdigit()):
+        raise ValueError(f"device: expected 'cpu', 'cuda' or 'cuda:<index>', got {spec!r}")
+    return Device("cuda", int(index) if index else 0)
 
 
 def device(spec="cpu"):
@@ -75,14 +86,10 @@ def device(spec="cpu"):
     """
     if isinstance(spec, Device):
         return spec
-    if not isinstance(spec, str):
-        raise TypeError(f"device: expected 'cpu', 'cuda' or 'cuda:<index>', got {spec!r}")
-    kind, _, index = spec.strip().lower().partition(":")
-    if kind == "cpu" and not index:
-        return Device("cpu")
-    if kind != "cuda" or (index and not index.isdigit()):
-        raise ValueError(f"device: expected 'cpu', 'cuda' or 'cuda:<index>', got {spec!r}")
-    index = int(index) if index else 0
+    parsed = _parse_device(spec)
+    if parsed.type == "cpu":
+        return parsed
+    index = parsed.index
     count = _cuda_device_count()
     if index >= count:
         raise RuntimeError(f"device: asked for cuda:{index} but CuPy sees {count} CUDA device(s)")
