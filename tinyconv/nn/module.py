@@ -9,6 +9,7 @@ from collections import OrderedDict, namedtuple
 
 import numpy as np
 
+from tinyconv import backend
 from tinyconv.backend import array_module, to_device
 from tinyconv.nn.parameter import Parameter
 from tinyconv.tensor import Tensor
@@ -236,6 +237,7 @@ class Module:
         """Move every parameter, buffer and gradient to ``device`` ("cpu", "cuda", "cuda:1") in
         place; returns self. Build optimizers after moving: they keep the tensors, and their state
         is created on the parameters' device."""
+        device = backend.device(device)  # checked once, not per tensor
         for t in list(self.parameters()) + list(self.buffers()):
             t.data = to_device(t.data, device)
             if t.grad is not None:
