@@ -31,6 +31,14 @@ extern "C" __global__ void coordinates(int* out, long long width, long long heig
     out[i + 2] = x;
 }
 
+// Reads its index, works a while, reads it again: a launch long enough for others to overlap it.
+extern "C" __global__ void index_after_work(int* out, int n, int work) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    volatile int sink = 0;
+    for (int k = 0; k < work; ++k) sink = sink + k;
+    if (i < n) out[i] = blockIdx.x * blockDim.x + threadIdx.x;
+}
+
 extern "C" __global__ void write_one_past_end(int n, float* y) {
     int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i <= n) y[i] = 1.0f;
@@ -92,6 +100,24 @@ def test_index_variables_follow_the_launch_shape(module, grid, block):
     module.get_function("coordinates")(grid, block, (out, np.int64(width), np.int64(height)))
     z, y, x = np.meshgrid(np.arange(depth), np.arange(height), np.arange(width), indexing="ij")
     np.testing.assert_array_equal(out, np.stack([z, y, x], axis=-1))
+
+
+def test_concurrent_launches_from_two_modules_of_one_source(module):
+    """Modules built from the same source share one loaded library, and with it the index
+    globals: launches from several threads and module objects must still not interleave."""
+    import concurrent.futures
+    twin = EmulatedModule(KERNELS, name="harness.cu")
+    kernels = [module.get_function("index_after_work"), twin.get_function("index_after_work")]
+
+    def launch(k):
+        out = np.full(2048, -1, np.int32)
+        kernels[k % 2]((16,), (128,), (out, np.int32(out.size), np.int32(2000)))
+        return out
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(launch, range(8)))
+    for out in results:
+        np.testing.assert_array_equal(out, np.arange(out.size))
 
 
 def test_write_past_the_end_is_caught(module):

@@ -357,6 +357,12 @@ def _build(code, name, include_dirs, library):
     return kernels
 
 
+# The index variables (threadIdx, ...) are globals of a kernel library, and every EmulatedModule
+# of the same source shares one loaded library (dlopen returns it again), so launches from any
+# module or thread go one at a time; builds into the shared cache do too.
+_EMULATOR_LOCK = threading.Lock()
+
+
 class EmulatedModule:
     """A CUDA kernel file built for the CPU; a stand-in for ``cupy.RawModule(code=code)``.
 
@@ -373,15 +379,14 @@ class EmulatedModule:
         key = _source_key(code, name, include_dirs)
         library = cache_dir() / f"{key}.so"
         signatures = library.with_suffix(".json")
-        if library.exists() and signatures.exists():
-            kernels = _load_signatures(signatures)
-        else:
-            kernels = _build(code, name, include_dirs, library)
-            _save_signatures(signatures, kernels)
+        with _EMULATOR_LOCK:
+            if library.exists() and signatures.exists():
+                kernels = _load_signatures(signatures)
+            else:
+                kernels = _build(code, name, include_dirs, library)
+                _save_signatures(signatures, kernels)
         self.name = name
         self._library = ctypes.CDLL(str(library))
-        # The index variables are globals of the library: one launch at a time.
-        self._launch_lock = threading.Lock()
         self._kernels = kernels
 
     @property
@@ -396,7 +401,7 @@ class EmulatedModule:
         launcher = getattr(self._library, f"tinyconv_launch_{name}")
         launcher.argtypes = [ctypes.POINTER(ctypes.c_uint), ctypes.POINTER(ctypes.c_void_p)]
         launcher.restype = None
-        return EmulatedKernel(name, self._kernels[name], launcher, self._launch_lock)
+        return EmulatedKernel(name, self._kernels[name], launcher)
 
 
 def _save_signatures(path, kernels):
@@ -488,11 +493,10 @@ class EmulatedKernel:
     non-const arrays. The same array passed twice is one buffer, as on the GPU.
     """
 
-    def __init__(self, name, params, launcher, launch_lock):
+    def __init__(self, name, params, launcher):
         self.name = name
         self.params = params
         self._launcher = launcher
-        self._launch_lock = launch_lock
 
     def __repr__(self):
         return f"EmulatedKernel({self.name}({', '.join(p.declaration() for p in self.params)}))"
@@ -525,7 +529,7 @@ class EmulatedKernel:
                 scalars.append(self._scalar(param, value))
                 addresses.append(scalars[-1].ctypes.data)
         launch = (ctypes.c_uint * 6)(*grid, *block)
-        with self._launch_lock:
+        with _EMULATOR_LOCK:
             self._launcher(launch, (ctypes.c_void_p * len(addresses))(*addresses))
 
         for copy in copies:
