@@ -51,15 +51,20 @@ def timed(fn):
     return time.perf_counter() - start
 
 
-def alternate(runners, repeats, warmup=1):
-    """Run each callable ``warmup`` then ``repeats`` times, interleaved; per-runner sample lists."""
-    for _ in range(warmup):
-        for run in runners.values():
-            run()
+def alternate(runners, repeats, block=3):
+    """Per-runner sample lists of ``repeats`` timings, the runners taking turns in blocks.
+
+    Turns spread the host's drift over every runner alike. Each block starts with one untimed
+    run: PyTorch's OpenMP workers keep spinning for a while after its ops return, and a run
+    right after a switch pays for the other framework's leftovers (measured: a conv that takes
+    17 ms after itself took 21 ms right after PyTorch's).
+    """
     samples = {name: [] for name in runners}
-    for _ in range(repeats):
+    while any(len(s) < repeats for s in samples.values()):
         for name, run in runners.items():
-            samples[name].append(timed(run))
+            run()
+            for _ in range(min(block, repeats - len(samples[name]))):
+                samples[name].append(timed(run))
     return samples
 
 

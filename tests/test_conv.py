@@ -3,9 +3,11 @@ PyTorch parity, bad input."""
 import numpy as np
 import pytest
 from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import tinyconv
 from tinyconv import backend
+from tinyconv.ops import winograd
 from tinyconv.ops.conv import conv2d
 from tinyconv.testing import check_grad, conv_params
 
@@ -169,3 +171,72 @@ def test_pointwise_path_matches_definition_and_gradients(n, c_in, c_out, h, w, b
     assert type(y.creator).__name__ == path
     np.testing.assert_allclose(y.data, naive_conv2d(x, wt, b, (1, 1), (0, 0), (1, 1), 1), rtol=1e-10, atol=1e-10)
     check_grad(lambda *t: conv2d(*t), *([x, wt] + ([b] if bias else [])))
+
+
+@st.composite
+def winograd_problems(draw):
+    """3x3 stride-1 convs that take the Winograd path: padding 0-2 per axis, odd and tiny planes."""
+    ph, pw = draw(st.integers(0, 2)), draw(st.integers(0, 2))
+    return dict(n=draw(st.integers(1, 3)), c_in=draw(st.integers(winograd.MIN_CHANNELS, winograd.MIN_CHANNELS + 2)),
+                c_out=draw(st.integers(1, 4)), h=draw(st.integers(max(1, 3 - 2 * ph), 9)),
+                w=draw(st.integers(max(1, 3 - 2 * pw), 9)), kh=3, kw=3, stride=(1, 1), padding=(ph, pw),
+                dilation=(1, 1), groups=1)
+
+
+@settings(max_examples=40)
+@given(winograd_problems())
+def test_winograd_forward_matches_definition(p):
+    x, w, b = make_problem(p)
+    y = conv_of(p)(*(tinyconv.tensor(a, requires_grad=True) for a in (x, w, b)))
+    assert type(y.creator).__name__ == "WinogradConv2d"
+    np.testing.assert_allclose(y.data, naive_conv2d(x, w, b, (1, 1), p["padding"], (1, 1), 1), rtol=1e-10, atol=1e-10)
+
+
+@settings(max_examples=20)
+@given(winograd_problems())
+def test_winograd_gradients(p):
+    check_grad(conv_of(p), *make_problem(p))
+
+
+@pytest.mark.parametrize("change, path", [
+    ({}, "WinogradConv2d"), ({"stride": 2}, "Conv2d"), ({"dilation": 2}, "Conv2d"), ({"groups": 2}, "Conv2d"),
+    ({"padding": 3}, "Conv2d"), ({"c_in": winograd.MIN_CHANNELS - 1}, "Conv2d"), ({"kernel": 5}, "Conv2d")])
+def test_winograd_is_taken_only_where_it_applies(change, path):
+    c_in, kernel = change.pop("c_in", 8), change.pop("kernel", 3)
+    x = tinyconv.tensor(np.ones((1, c_in, 9, 9)), requires_grad=True)
+    w = tinyconv.tensor(np.ones((4, c_in // change.get("groups", 1), kernel, kernel)))
+    assert type(conv2d(x, w, **{"padding": 1, **change}).creator).__name__ == path
+
+
+def test_winograd_chunking_gives_same_result(monkeypatch):
+    """One image per chunk instead of the whole batch: the same outputs and gradients."""
+    p = dict(n=5, c_in=8, c_out=3, h=7, w=6, kh=3, kw=3, stride=(1, 1), padding=(1, 0), dilation=(1, 1), groups=1)
+    results = []
+    for limit in (backend.workspace_limit, 1):
+        monkeypatch.setattr(backend, "workspace_limit", limit)
+        xs = [tinyconv.tensor(a, requires_grad=True) for a in make_problem(p)]
+        y = conv_of(p)(*xs)
+        (y * y).sum().backward()
+        results.append([y.data] + [t.grad for t in xs])
+    for got, want in zip(*results):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("padding", [0, 1, 2, (1, 0)])
+def test_winograd_matches_pytorch_float32(torch, padding):
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((3, 16, 13, 10)).astype(np.float32)
+    w = rng.standard_normal((24, 16, 3, 3)).astype(np.float32) * 0.2
+    b = rng.standard_normal(24).astype(np.float32)
+    tx, tw, tb = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
+    ty = torch.nn.functional.conv2d(tx, tw, tb, padding=padding)
+    gy = rng.standard_normal(tuple(ty.shape)).astype(np.float32)
+    ty.backward(torch.tensor(gy))
+    ours = [tinyconv.tensor(a, requires_grad=True) for a in (x, w, b)]
+    y = conv2d(*ours, padding=padding)
+    y.backward(gy)
+    assert type(y.creator).__name__ == "WinogradConv2d"
+    np.testing.assert_allclose(y.data, ty.detach().numpy(), rtol=1e-4, atol=1e-4)
+    for mine, theirs in zip(ours, (tx, tw, tb)):
+        np.testing.assert_allclose(mine.grad, theirs.grad.numpy(), rtol=1e-4, atol=1e-3)

@@ -207,18 +207,16 @@ def cpu_threads():
     return numba.get_num_threads()
 
 
-def _threads_are_safe():
-    """Numba's workqueue layer aborts when two threads launch kernels at once; others are fine.
-    Before the first parallel kernel has run, the layer is unknown, so the answer is no."""
-    import numba
-    try:
-        return numba.threading_layer() != "workqueue"
-    except ValueError:
-        return False
-
-
 @contextlib.contextmanager
-def _single_threaded_blas():
+def single_threaded_blas():
+    """BLAS limited to the calling thread inside the block.
+
+    For GEMMs too small to be worth BLAS's threads, and for chunks that already run on every
+    core: OpenBLAS's idle workers keep spinning for a long while after a threaded GEMM, and a
+    spinning worker takes a core from the chunk threads that follow (measured: Winograd convs
+    whose small weight-transform GEMMs ran threaded trained ResNet-20 at 202 img/s; with those
+    GEMMs single-threaded, 285).
+    """
     global _blas
     if _blas is None:
         from threadpoolctl import ThreadpoolController
@@ -231,16 +229,16 @@ def map_chunks(fn, total, chunk, xp=np):
     """``[fn(start, size, alone) for each chunk of range(total)]``, chunks spread over the CPU threads.
 
     ``alone`` tells ``fn`` whether it has the machine to itself (chunks run one after another, so
-    its kernels may be parallel) or shares it with concurrent chunks (single-threaded kernels
-    avoid oversubscription). ``fn`` must write only its own slice of any shared output; results
+    its kernels may be parallel) or shares it with concurrent chunks: then it must launch no
+    parallel Numba kernel (oversubscription; numba's workqueue layer even aborts). ``fn`` must write only its own slice of any shared output; results
     come back in chunk order, so reductions over them are deterministic whatever the thread count.
     """
     spans = [(start, min(chunk, total - start)) for start in range(0, total, chunk)]
     threads = cpu_threads() if xp is np else 1  # a GPU runs one chunk's kernels at a time
-    if threads == 1 or len(spans) == 1 or not _threads_are_safe():
+    if threads == 1 or len(spans) == 1:
         return [fn(*span, True) for span in spans]
     global _pool
     if _pool is None or _pool._max_workers != threads:
         _pool = concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="tinyconv")
-    with _single_threaded_blas():
+    with single_threaded_blas():
         return list(_pool.map(lambda span: fn(*span, False), spans))

@@ -84,6 +84,7 @@ from .im2col import col2im, col2im_serial, im2col, im2col_serial  # noqa: E402
 from .pool import (avg_pool_backward, avg_pool_forward, max_pool_backward,  # noqa: E402
                    max_pool_forward)
 from .residual import add_relu, relu_backward  # noqa: E402
+from .winograd import winograd_input, winograd_output, winograd_output_adjoint  # noqa: E402
 
 __all__ = [
     "channel_mean_var", "channel_affine", "channel_grad_sums", "channel_affine2",
@@ -91,5 +92,6 @@ __all__ = [
     "depthwise_forward", "depthwise_backward_input", "depthwise_backward_weight",
     "max_pool_forward", "max_pool_backward", "avg_pool_forward", "avg_pool_backward",
     "add_relu", "relu_backward",
+    "winograd_input", "winograd_output", "winograd_output_adjoint",
     "choose_threading_layer",
 ]

@@ -25,7 +25,7 @@ import numpy as np
 OPTIONS = ("--std=c++14",)
 
 # The kernel files, each compiled on its own the first time one of its kernels runs.
-SOURCES = ("im2col.cu", "depthwise.cu", "pool.cu", "residual.cu", "batch_norm.cu")
+SOURCES = ("im2col.cu", "winograd.cu", "depthwise.cu", "pool.cu", "residual.cu", "batch_norm.cu")
 
 _SUFFIXES = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
 _LOCAL_INCLUDE = re.compile(r'^#include "([\w.]+)"[ \t]*$', re.MULTILINE)
@@ -123,6 +123,30 @@ class CudaKernels:
     # A GPU runs one batch chunk at a time (backend.map_chunks), so there is no serial twin.
     im2col_serial = im2col
     col2im_serial = col2im
+
+    # --- Winograd F(2x2, 3x3) tile transforms; transformed tiles are rows of a (16, L) array ---
+
+    def _tile_transform(self, name, image, tiles, image_shape, th, tw, *padding):
+        suffix = _suffix(name, (image, tiles))
+        n_img, channels = image_shape[:2]
+        self._launch("winograd.cu", f"{name}_{suffix}", n_img * channels * th * tw,
+                     (image, tiles, *_int32(*image_shape), np.int64(tiles.shape[1]), *_int32(*padding, th, tw)))
+
+    def winograd_input(self, x, v, ph, pw, th, tw):
+        """``v[xi, c*N*th*tw + (n*th + ty)*tw + tx]`` = ``(B^T d B)[xi]`` for the 4x4 tile of
+        ``x`` (N, C, H, W) at padded rows 2ty.., columns 2tx.. (zero padding ph, pw)."""
+        self._tile_transform("winograd_input", x, v, x.shape, th, tw, ph, pw)
+
+    def winograd_output(self, m, y, th, tw):
+        """``y`` (N, O, oh, ow), overwritten, = ``A^T M A`` of every tile of ``m``'s layout."""
+        suffix = _suffix("winograd_output", (m, y))
+        self._launch("winograd.cu", f"winograd_output_{suffix}", y.shape[0] * y.shape[1] * th * tw,
+                     (m, y, *_int32(*y.shape), np.int64(m.shape[1]), *_int32(th, tw)))
+
+    def winograd_output_adjoint(self, gy, dm, th, tw):
+        """``dm``, in :meth:`winograd_input`'s layout, = ``A dY A^T`` for every 2x2 tile of
+        ``gy`` (N, O, oh, ow), zero past its edges."""
+        self._tile_transform("winograd_output_adjoint", gy, dm, gy.shape, th, tw)
 
     # --- depthwise convolution ---
 

@@ -7,7 +7,8 @@ multiply by W (O, C/g*kh*kw), one GEMM per group. Backward reuses the same layou
 dW = gy_mat col^T, dcol = W^T gy_mat, dx = col2im(dcol). The batch is processed in chunks so the
 ``col`` workspace stays under ``backend.workspace_limit`` bytes however large the layer.
 Depthwise convs (groups == C_in) have too little work per column for a GEMM and use direct kernels;
-1x1 convs need no im2col at all (``PointwiseConv2d``).
+1x1 convs need no im2col at all (``PointwiseConv2d``); 3x3 stride-1 convs use Winograd's
+algorithm (``tinyconv/ops/winograd.py``).
 """
 import numpy as np
 
@@ -246,8 +247,11 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
         if size + 2 * p < d * (k - 1) + 1:
             raise ValueError(f"{op}: kernel {kh}x{kw} (dilation {dilation}) is larger than the padded input "
                              f"{axis} {size} + 2*{p} for input shape {x.shape}")
+    from tinyconv.ops import winograd  # imported here: it builds on Conv2d from this module
     if groups == c and c > 1:
         kind = DepthwiseConv2d
+    elif winograd.supports((kh, kw), stride, dilation, groups, padding, c):
+        kind = winograd.WinogradConv2d
     elif (kh, kw, groups) == (1, 1, 1) and stride == (1, 1) and padding == (0, 0) and h * w >= POINTWISE_MIN_PLANE:
         kind = PointwiseConv2d
     else:

@@ -1,0 +1,128 @@
+// The tile transforms of Winograd's F(2x2, 3x3), twins of kernels/cpu/winograd.py (the matrices
+// and the layout are explained there). One thread per tile: tile t of image n, tile row ty,
+// column tx, in the plane of channel c, is column c*tiles + (n*th + ty)*tw + tx of the (16, L)
+// array of transformed tiles, whose rows are `row_length` = L apart.
+#include "common.cuh"
+
+// The tile of flat index `index` over (N, C, th, tw): its image-and-channel plane, tile row and
+// column, and its column in the transformed layout.
+struct Tile {
+    long long plane;
+    int ty;
+    int tx;
+    long long column;
+};
+
+__device__ inline Tile locate_tile(long long index, int channels, int n_img, int th, int tw)
+{
+    const PlanePoint p = locate(index, th, tw);
+    Tile t;
+    t.plane = p.plane;
+    t.ty = p.row;
+    t.tx = p.col;
+    const long long n = p.plane / channels;
+    const long long c = p.plane - n * channels;
+    t.column = c * n_img * th * tw + (n * th + t.ty) * tw + t.tx;
+    return t;
+}
+
+// winograd_input: v[xi, column] = (B^T d B)[xi], d the tile's 4x4 input window (zero outside x).
+#define DEFINE_WINOGRAD_INPUT(T, SUFFIX)                                                           \
+extern "C" __global__ void winograd_input_##SUFFIX(                                                \
+    const T* x, T* v, int n_img, int channels, int h, int w, long long row_length,                 \
+    int ph, int pw, int th, int tw)                                                                \
+{                                                                                                  \
+    GRID_STRIDE_LOOP(index, (long long)n_img * channels * th * tw) {                               \
+        const Tile t = locate_tile(index, channels, n_img, th, tw);                                \
+        const T* plane = x + t.plane * h * w;                                                      \
+        T d[4][4];                                                                                 \
+        for (int i = 0; i < 4; ++i) {                                                              \
+            const int r = 2 * t.ty - ph + i;                                                       \
+            for (int j = 0; j < 4; ++j) {                                                          \
+                const int s = 2 * t.tx - pw + j;                                                   \
+                d[i][j] = (r >= 0 && r < h && s >= 0 && s < w) ? plane[r * w + s] : T(0);          \
+            }                                                                                      \
+        }                                                                                          \
+        T rows[4][4]; /* B^T d */                                                                  \
+        for (int j = 0; j < 4; ++j) {                                                              \
+            rows[0][j] = d[0][j] - d[2][j];                                                        \
+            rows[1][j] = d[1][j] + d[2][j];                                                        \
+            rows[2][j] = d[2][j] - d[1][j];                                                        \
+            rows[3][j] = d[1][j] - d[3][j];                                                        \
+        }                                                                                          \
+        for (int i = 0; i < 4; ++i) { /* (B^T d) B */                                              \
+            T* out = v + (long long)(4 * i) * row_length + t.column;                               \
+            out[0] = rows[i][0] - rows[i][2];                                                      \
+            out[row_length] = rows[i][1] + rows[i][2];                                             \
+            out[2 * row_length] = rows[i][2] - rows[i][1];                                         \
+            out[3 * row_length] = rows[i][1] - rows[i][3];                                         \
+        }                                                                                          \
+    }                                                                                              \
+}
+
+DEFINE_WINOGRAD_INPUT(float, f32)
+DEFINE_WINOGRAD_INPUT(double, f64)
+
+// winograd_output: the tile's 2x2 outputs A^T M A, those inside (oh, ow) written to y.
+#define DEFINE_WINOGRAD_OUTPUT(T, SUFFIX)                                                          \
+extern "C" __global__ void winograd_output_##SUFFIX(                                               \
+    const T* m, T* y, int n_img, int channels, int oh, int ow, long long row_length,               \
+    int th, int tw)                                                                                \
+{                                                                                                  \
+    GRID_STRIDE_LOOP(index, (long long)n_img * channels * th * tw) {                               \
+        const Tile t = locate_tile(index, channels, n_img, th, tw);                                \
+        T e[16];                                                                                   \
+        for (int xi = 0; xi < 16; ++xi) e[xi] = m[xi * row_length + t.column];                     \
+        T s[4], q[4]; /* A^T M */                                                                  \
+        for (int j = 0; j < 4; ++j) {                                                              \
+            s[j] = e[j] + e[4 + j] + e[8 + j];                                                     \
+            q[j] = e[4 + j] - e[8 + j] - e[12 + j];                                                \
+        }                                                                                          \
+        const T out[2][2] = {{s[0] + s[1] + s[2], s[1] - s[2] - s[3]},                             \
+                             {q[0] + q[1] + q[2], q[1] - q[2] - q[3]}};                            \
+        T* plane = y + t.plane * oh * ow;                                                          \
+        for (int a = 0; a < 2; ++a) {                                                              \
+            for (int b = 0; b < 2; ++b) {                                                          \
+                const int r = 2 * t.ty + a, c = 2 * t.tx + b;                                      \
+                if (r < oh && c < ow) plane[r * ow + c] = out[a][b];                               \
+            }                                                                                      \
+        }                                                                                          \
+    }                                                                                              \
+}
+
+DEFINE_WINOGRAD_OUTPUT(float, f32)
+DEFINE_WINOGRAD_OUTPUT(double, f64)
+
+// winograd_output_adjoint: dm[xi, column] = (A dY A^T)[xi], dY the tile's 2x2 of gy (zero
+// outside it).
+#define DEFINE_WINOGRAD_OUTPUT_ADJOINT(T, SUFFIX)                                                  \
+extern "C" __global__ void winograd_output_adjoint_##SUFFIX(                                       \
+    const T* gy, T* dm, int n_img, int channels, int oh, int ow, long long row_length,             \
+    int th, int tw)                                                                                \
+{                                                                                                  \
+    GRID_STRIDE_LOOP(index, (long long)n_img * channels * th * tw) {                               \
+        const Tile t = locate_tile(index, channels, n_img, th, tw);                                \
+        const T* plane = gy + t.plane * oh * ow;                                                   \
+        T g[2][2];                                                                                 \
+        for (int a = 0; a < 2; ++a) {                                                              \
+            for (int b = 0; b < 2; ++b) {                                                          \
+                const int r = 2 * t.ty + a, c = 2 * t.tx + b;                                      \
+                g[a][b] = (r < oh && c < ow) ? plane[r * ow + c] : T(0);                           \
+            }                                                                                      \
+        }                                                                                          \
+        const T rows[4][2] = {{g[0][0], g[0][1]}, /* A dY, A = [[1,0],[1,1],[1,-1],[0,-1]] */      \
+                              {g[0][0] + g[1][0], g[0][1] + g[1][1]},                              \
+                              {g[0][0] - g[1][0], g[0][1] - g[1][1]},                              \
+                              {-g[1][0], -g[1][1]}};                                               \
+        for (int i = 0; i < 4; ++i) { /* (A dY) A^T */                                             \
+            T* out = dm + (long long)(4 * i) * row_length + t.column;                              \
+            out[0] = rows[i][0];                                                                   \
+            out[row_length] = rows[i][0] + rows[i][1];                                             \
+            out[2 * row_length] = rows[i][0] - rows[i][1];                                         \
+            out[3 * row_length] = -rows[i][1];                                                     \
+        }                                                                                          \
+    }                                                                                              \
+}
+
+DEFINE_WINOGRAD_OUTPUT_ADJOINT(float, f32)
+DEFINE_WINOGRAD_OUTPUT_ADJOINT(double, f64)
