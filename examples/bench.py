@@ -183,6 +183,7 @@ PEAK_RSS = """
 import sys, numpy as np
 sys.path.insert(0, {examples!r})
 import bench
+bench.tinyconv.backend.retain_freed_memory()
 rng = np.random.default_rng(0)
 if {framework!r} == "tinyconv":
     step, _ = bench.tinyconv_steps(bench.models.resnet20(), {batch}, rng, "cpu")
@@ -238,6 +239,7 @@ def measure_section(section, args):
     """Rows ``(name, ours, theirs, unit, note)`` of one section: ``convs`` (the three ResNet-20
     stage convs) or a workload's training step (and ResNet-20's inference)."""
     device, rng, torch = str(tinyconv.device(args.device)), np.random.default_rng(0), None
+    tinyconv.backend.retain_freed_memory()  # as python -m tinyconv.train does; PyTorch shares it
     if not args.no_torch:
         try:
             import torch

@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 
 import tinyconv.random
+from tinyconv import backend
 from tinyconv.models import CIFAR_MODELS
 from tinyconv.train import splits as splits_mod
 from tinyconv.train.checkpoint import FILENAME, CheckpointError
@@ -27,6 +28,7 @@ def train(config: TrainConfig, *, model_fn=None, arrays=None, on_iteration=None)
     Without ``config.resume`` an existing checkpoint in ``config.out`` is an error (a finished or
     long run is never overwritten by accident); with it, the run continues from that checkpoint.
     """
+    backend.retain_freed_memory()
     if model_fn is None:
         if config.model not in CIFAR_MODELS:
             raise ConfigError(f"unknown model {config.model!r}; choose one of {', '.join(CIFAR_MODELS)}")
