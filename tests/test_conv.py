@@ -157,18 +157,20 @@ def test_bad_dtypes():
                tinyconv.tensor(np.zeros(5, np.float32)))
 
 
-@pytest.mark.parametrize("n,c_in,c_out,h,w,bias,path", [
-    (3, 4, 5, 6, 7, True, "PointwiseConv2d"), (5, 3, 3, 6, 6, True, "PointwiseConv2d"),
-    (1, 1, 2, 1, 1, False, "Conv2d"), (4, 6, 5, 4, 4, True, "Conv2d")])
-def test_pointwise_path_matches_definition_and_gradients(n, c_in, c_out, h, w, bias, path):
-    """1x1 stride-1 unpadded convs take the no-im2col path unless their planes are tiny; same
-    definition, same gradients either way."""
+@pytest.mark.parametrize("n,c_in,c_out,h,w,bias", [
+    (3, 4, 5, 6, 7, True), (5, 3, 3, 6, 6, True), (1, 1, 2, 1, 1, False), (4, 6, 5, 4, 4, True)])
+@pytest.mark.parametrize("workspace_limit", [None, 1])
+def test_pointwise_path_matches_definition_and_gradients(n, c_in, c_out, h, w, bias, workspace_limit, monkeypatch):
+    """1x1 stride-1 unpadded convs need no im2col: per-image GEMMs on planes of 32 pixels or
+    more, channel-major batch chunks (here also one image per chunk) below that."""
+    if workspace_limit:
+        monkeypatch.setattr(backend, "workspace_limit", workspace_limit)
     p = dict(n=n, c_in=c_in, c_out=c_out, h=h, w=w, kh=1, kw=1, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1)
     x, wt, b = make_problem(p)
     b = b if bias else None
     args = [tinyconv.tensor(a, requires_grad=True) for a in ([x, wt] + ([b] if bias else []))]
     y = conv2d(*args)
-    assert type(y.creator).__name__ == path
+    assert type(y.creator).__name__ == "PointwiseConv2d"
     np.testing.assert_allclose(y.data, naive_conv2d(x, wt, b, (1, 1), (0, 0), (1, 1), 1), rtol=1e-10, atol=1e-10)
     check_grad(lambda *t: conv2d(*t), *([x, wt] + ([b] if bias else [])))
 

@@ -123,20 +123,32 @@ class Conv2d(Function):
         return grads
 
 
-# Below this many pixels per plane a 1x1 conv goes the im2col way (for a 1x1 kernel im2col is a
-# transpose to channel-major): per-image GEMMs with a handful of columns re-read the whole weight
-# matrix for every image, and dW's per-image products are summed through a (N, O, C) temporary.
-# Measured fwd+bwd at batch 128 on the 2-core host: 1024->1024 at 2x2 took 123 ms per-image vs 29 ms
-# the im2col way, 512->512 at 4x4 35 vs 26; at 8x8 the per-image way wins (23 vs 26).
+# Below this many pixels per plane a 1x1 conv's per-image GEMMs are a handful of columns wide,
+# re-read the whole weight matrix for every image, and sum dW through an (N, O, C) temporary.
+# Measured fwd+bwd at batch 128 on the 2-core host: 1024->1024 at 2x2 took 123 ms per-image vs
+# 29 ms as one GEMM over a channel-major batch chunk; at 8x8 the per-image way wins (23 vs 26).
 POINTWISE_MIN_PLANE = 32
 
 
 class PointwiseConv2d(Conv2d):
-    """1x1 kernel, stride 1, no padding, one group: each image is already its own im2col matrix,
-    y[n] = W x[n] with x[n] viewed as (C, H*W), so the GEMMs write NCHW directly, with no copies.
+    """1x1 kernel, stride 1, no padding, one group: ``y[n] = W x[n]`` with x[n] viewed as
+    (C, H*W), a GEMM with no im2col.
 
     dx[n] = W^T gy[n],  dW = sum_n gy[n] x[n]^T.
+
+    Planes of ``POINTWISE_MIN_PLANE`` pixels or more run one GEMM per image, writing NCHW
+    directly. Smaller planes are transposed a batch chunk at a time to channel-major
+    (C, nb*H*W), which is all that im2col does for a 1x1 kernel (NumPy's strided copy does it
+    ~9x faster than the general im2col kernel), and run as one GEMM per chunk.
     """
+
+    def _per_image(self, x):
+        return x.shape[2] * x.shape[3] >= POINTWISE_MIN_PLANE
+
+    def _chunk(self, x, xp):
+        if self._per_image(x):
+            return _per_thread(x.shape[0], xp)
+        return _batch_chunk(x.shape[0], x.shape[1] * x.shape[2] * x.shape[3] * x.itemsize, xp)
 
     def forward(self, x, w, b=None):
         xp = array_module(x)
@@ -148,9 +160,14 @@ class PointwiseConv2d(Conv2d):
         y = xp.empty((n, o, h * wd), dtype=x.dtype)
 
         def forward_chunk(n0, nb, alone):
-            xp.matmul(w_mat, x3[n0:n0 + nb], out=y[n0:n0 + nb])
+            if self._per_image(x):
+                xp.matmul(w_mat, x3[n0:n0 + nb], out=y[n0:n0 + nb])
+                return
+            out = backend.workspace.get("gemm", (o, nb * h * wd), x.dtype, xp)
+            xp.matmul(w_mat, _channel_major(x3[n0:n0 + nb], "col", xp), out=out)
+            y[n0:n0 + nb] = out.reshape(o, nb, h * wd).transpose(1, 0, 2)
 
-        backend.map_chunks(forward_chunk, n, _per_thread(n, xp), xp)
+        backend.map_chunks(forward_chunk, n, self._chunk(x, xp), xp)
         if b is not None:
             y += b.reshape(1, o, 1)
         return y.reshape(n, o, h, wd)
@@ -166,22 +183,39 @@ class PointwiseConv2d(Conv2d):
         gx = xp.empty_like(x3) if need_x else None
 
         def backward_chunk(n0, nb, alone):
+            if self._per_image(x):
+                if need_x:
+                    xp.matmul(w_mat.T, gy3[n0:n0 + nb], out=gx[n0:n0 + nb])
+                if need_w:
+                    return xp.matmul(gy3[n0:n0 + nb], x3[n0:n0 + nb].transpose(0, 2, 1)).sum(axis=0)
+                return None
+            gy_t = _channel_major(gy3[n0:n0 + nb], "gemm", xp)
+            gw_part = gy_t @ _channel_major(x3[n0:n0 + nb], "col", xp).T if need_w else None
             if need_x:
-                xp.matmul(w_mat.T, gy3[n0:n0 + nb], out=gx[n0:n0 + nb])
-            if need_w:
-                return xp.matmul(gy3[n0:n0 + nb], x3[n0:n0 + nb].transpose(0, 2, 1)).sum(axis=0)
+                gx_t = backend.workspace.get("col", (c, nb * h * wd), x.dtype, xp)
+                xp.matmul(w_mat.T, gy_t, out=gx_t)
+                gx[n0:n0 + nb] = gx_t.reshape(c, nb, h * wd).transpose(1, 0, 2)
+            return gw_part
 
-        gw_parts = backend.map_chunks(backward_chunk, n, _per_thread(n, xp), xp)
+        gw_parts = backend.map_chunks(backward_chunk, n, self._chunk(x, xp), xp)
         gw = None
         if need_w:
             gw = gw_parts[0]
-            for part in gw_parts[1:]:
+            for part in gw_parts[1:]:  # in chunk order: the same sum whatever the thread count
                 gw += part
             gw = gw.reshape(w.shape)
         grads = (gx.reshape(x.shape) if need_x else None, gw)
         if len(self.needs_input_grad) == 3:
             grads += (gy.sum(axis=(0, 2, 3)),)
         return grads
+
+
+def _channel_major(chunk, name, xp):
+    """``chunk`` (nb, C, P) copied into workspace ``name`` as (C, nb*P)."""
+    nb, c, p = chunk.shape
+    out = backend.workspace.get(name, (c, nb * p), chunk.dtype, xp)
+    out.reshape(c, nb, p)[...] = chunk.transpose(1, 0, 2)
+    return out
 
 
 class DepthwiseConv2d(Conv2d):
@@ -252,7 +286,7 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
         kind = DepthwiseConv2d
     elif winograd.supports((kh, kw), stride, dilation, groups, padding, c):
         kind = winograd.WinogradConv2d
-    elif (kh, kw, groups) == (1, 1, 1) and stride == (1, 1) and padding == (0, 0) and h * w >= POINTWISE_MIN_PLANE:
+    elif (kh, kw, groups) == (1, 1, 1) and stride == (1, 1) and padding == (0, 0):
         kind = PointwiseConv2d
     else:
         kind = Conv2d
