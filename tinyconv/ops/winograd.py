@@ -77,76 +77,76 @@ def _tile_rows(name, rows, tiles, dtype, xp):
     return flat, flat[:, :rows * tiles].reshape(16, rows, tiles)
 
 
-def _convolve(x, u, y, ph, pw, chunk):
-    """y = conv(x) given the transformed weights u (16, O, C), batch chunk by batch chunk."""
+def _convolve(kernels, x, u, y, ph, pw):
+    """One chunk of y = conv(x), given the transformed weights u (16, O, C): input transform,
+    16 GEMMs, output transform."""
     xp = array_module(x)
-    kernels = backend.kernels(xp)
-    th, tw = _tiles(y.shape[2]), _tiles(y.shape[3])
-    c, o = u.shape[2], u.shape[1]
-
-    def chunk_fn(n0, nb, alone):
-        v, v_mats = _tile_rows("winograd_v", c, nb * th * tw, x.dtype, xp)
-        m, m_mats = _tile_rows("winograd_m", o, nb * th * tw, x.dtype, xp)
-        kernels.winograd_input(x[n0:n0 + nb], v, ph, pw, th, tw)
-        xp.matmul(u, v_mats, out=m_mats)
-        kernels.winograd_output(m, y[n0:n0 + nb], th, tw)
-
-    backend.map_chunks(chunk_fn, x.shape[0], chunk, xp)
+    (th, tw), (o, c) = (_tiles(size) for size in y.shape[2:]), u.shape[1:]
+    tiles = x.shape[0] * th * tw
+    v, v_mats = _tile_rows("winograd_v", c, tiles, x.dtype, xp)
+    m, m_mats = _tile_rows("winograd_m", o, tiles, x.dtype, xp)
+    kernels.winograd_input(x, v, ph, pw, th, tw)
+    xp.matmul(u, v_mats, out=m_mats)
+    kernels.winograd_output(m, y, th, tw)
 
 
 class WinogradConv2d(Conv2d):
     """Conv2d for 3x3 stride-1 kernels through F(2x2, 3x3); x (N, C, H, W), w (O, C, 3, 3)."""
 
-    def _chunk(self, x, w, out_h, out_w):
-        """Images per chunk: V and M of a chunk stay within the workspace limit."""
-        per_image = 16 * sum(w.shape[:2]) * _tiles(out_h) * _tiles(out_w) * x.itemsize
-        return _batch_chunk(x.shape[0], per_image, array_module(x))
+    def _chunk(self, x, w, planes):
+        """Images per chunk: the transformed tiles of a chunk stay within the workspace limit."""
+        tiles = max(_tiles(h) * _tiles(w_) for h, w_ in planes)
+        return _batch_chunk(x.shape[0], 16 * sum(w.shape[:2]) * tiles * x.itemsize, array_module(x))
 
     def forward(self, x, w, b=None):
         xp = array_module(x)
+        kernels = backend.kernels(xp)
         x = xp.ascontiguousarray(x)
         self.x, self.w = x, w
         _, _, *_, oh, ow = self._geometry(x, w)
         y = xp.empty((x.shape[0], w.shape[0], oh, ow), dtype=x.dtype)
-        _convolve(x, weight_transform(w), y, *self.padding, self._chunk(x, w, oh, ow))
+        u = weight_transform(w)
+
+        def forward_chunk(n0, nb, alone):
+            _convolve(kernels, x[n0:n0 + nb], u, y[n0:n0 + nb], *self.padding)
+
+        backend.map_chunks(forward_chunk, x.shape[0], self._chunk(x, w, [(oh, ow)]), xp)
         if b is not None:
             y += b.reshape(1, -1, 1, 1)
         return y
 
     def backward(self, gy):
         xp = array_module(gy)
+        kernels = backend.kernels(xp)
         x, w = self.x, self.w
         gy = xp.ascontiguousarray(gy)
         need_x, need_w = self.needs_input_grad[:2]
-        ph, pw = self.padding
-        gx = gw = None
-        if need_x:
-            gx = xp.empty(x.shape, dtype=x.dtype)
-            flipped = xp.ascontiguousarray(w.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1])
-            _convolve(gy, weight_transform(flipped), gx, 2 - ph, 2 - pw, self._chunk(x, w, *x.shape[2:]))
+        (ph, pw), (o, c), (oh, ow) = self.padding, w.shape[:2], gy.shape[2:]
+        th, tw = _tiles(oh), _tiles(ow)
+        gx = xp.empty(x.shape, dtype=x.dtype) if need_x else None
+        # dx is the forward conv of gy with the flipped, transposed kernel, padded by 2 - p.
+        u_flipped = weight_transform(xp.ascontiguousarray(w.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1])) if need_x else None
+
+        def backward_chunk(n0, nb, alone):
+            du = None
+            if need_w:  # dU[xi] = dM[xi] V[xi]^T over this chunk's tiles
+                v, v_mats = _tile_rows("winograd_v", c, nb * th * tw, x.dtype, xp)
+                dm, dm_mats = _tile_rows("winograd_m", o, nb * th * tw, x.dtype, xp)
+                kernels.winograd_input(x[n0:n0 + nb], v, ph, pw, th, tw)
+                kernels.winograd_output_adjoint(gy[n0:n0 + nb], dm, th, tw)
+                du = xp.matmul(dm_mats, v_mats.transpose(0, 2, 1))
+            if need_x:
+                _convolve(kernels, gy[n0:n0 + nb], u_flipped, gx[n0:n0 + nb], 2 - ph, 2 - pw)
+            return du
+
+        parts = backend.map_chunks(backward_chunk, x.shape[0], self._chunk(x, w, [(oh, ow), x.shape[2:]]), xp)
+        gw = None
         if need_w:
-            gw = weight_transform_adjoint(self._transformed_weight_grad(x, gy))
+            du = parts[0]
+            for part in parts[1:]:  # in chunk order: the same sum whatever the thread count
+                du += part
+            gw = weight_transform_adjoint(du)
         grads = (gx, gw)
         if len(self.needs_input_grad) == 3:
             grads += (gy.sum(axis=(0, 2, 3)),)
         return grads
-
-    def _transformed_weight_grad(self, x, gy):
-        """``dU[xi] = sum over tiles of dM[xi] V[xi]^T``, (16, O, C)."""
-        xp = array_module(x)
-        kernels = backend.kernels(xp)
-        (o, c), (oh, ow) = self.w.shape[:2], gy.shape[2:]
-        th, tw = _tiles(oh), _tiles(ow)
-
-        def chunk_fn(n0, nb, alone):
-            v, v_mats = _tile_rows("winograd_v", c, nb * th * tw, x.dtype, xp)
-            dm, dm_mats = _tile_rows("winograd_m", o, nb * th * tw, x.dtype, xp)
-            kernels.winograd_input(x[n0:n0 + nb], v, *self.padding, th, tw)
-            kernels.winograd_output_adjoint(gy[n0:n0 + nb], dm, th, tw)
-            return xp.matmul(dm_mats, v_mats.transpose(0, 2, 1))
-
-        parts = backend.map_chunks(chunk_fn, x.shape[0], self._chunk(x, self.w, oh, ow), xp)
-        du = parts[0]
-        for part in parts[1:]:  # in chunk order: the same sum whatever the thread count
-            du += part
-        return du
