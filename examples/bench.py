@@ -10,7 +10,9 @@ Prints, at batch 128 in float32:
 - where ResNet-20's training step spends its time, op by op (``tinyconv.profile``);
 - the cold-start cost (import + first conv, with and without Numba's on-disk cache).
 Every figure is the median of repeats; tinyconv and PyTorch repeats alternate so that the shared
-host's drift hits both alike. ``--device cuda`` times the CUDA path instead (CuPy + our kernels +
+host's drift hits both alike, each section (the convs, each workload) in a fresh process, with
+glibc keeping freed memory (``tinyconv.backend.retain_freed_memory``) for both frameworks, as
+``python -m tinyconv.train`` runs. ``--device cuda`` times the CUDA path instead (CuPy + our kernels +
 cuBLAS, against PyTorch + cuDNN when PyTorch has CUDA), synchronising after every repeat.
 Run: ``make bench`` (or ``python examples/bench.py --help``).
 """
@@ -362,6 +364,7 @@ def main():
                    peak_rss_mib("torch", args.batch, args.threads) if torch else None, "MiB")
 
     if args.layers:
+        tinyconv.backend.retain_freed_memory()  # as in the sections, or page faults fill the table
         step, _ = tinyconv_steps(models.resnet20(), args.batch, rng, device)
         step()
         with tinyconv.profile() as prof:
