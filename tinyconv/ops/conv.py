@@ -37,6 +37,15 @@ def _batch_chunk(n, bytes_per_sample, xp):
     return max(1, min(_per_thread(n, xp), limit // max(bytes_per_sample, 1)))
 
 
+def _sum_in_chunk_order(parts):
+    """The chunks' partial sums (e.g. of dW) added in chunk order: the same result whatever the
+    thread count."""
+    total = parts[0]
+    for part in parts[1:]:
+        total += part
+    return total
+
+
 class Conv2d(Function):
     """im2col + GEMM convolution; inputs x (N, C, H, W), w (O, C/g, kh, kw), optional b (O,)."""
 
@@ -55,6 +64,13 @@ class Conv2d(Function):
         geometry = self._geometry(x, w)
         rows, plane = x.shape[1] * w.shape[2] * w.shape[3], geometry[-2] * geometry[-1]
         return geometry, rows, plane, _batch_chunk(x.shape[0], rows * plane * x.itemsize, array_module(x))
+
+    def _gradients(self, gx, gw, gy):
+        """(gx, gw) plus the bias gradient, the sum of gy over all but the channel axis, when
+        the conv has a bias."""
+        if len(self.needs_input_grad) == 3:
+            return gx, gw, gy.sum(axis=(0, 2, 3))
+        return gx, gw
 
     def forward(self, x, w, b=None):
         xp = array_module(x)
@@ -111,16 +127,8 @@ class Conv2d(Function):
             return gw_part
 
         gw_parts = backend.map_chunks(backward_chunk, n, chunk, xp)
-        gw = None
-        if need_w:
-            gw = gw_parts[0]
-            for part in gw_parts[1:]:  # in chunk order: the same sum whatever the thread count
-                gw += part
-            gw = gw.reshape(w.shape)
-        grads = (gx, gw)
-        if len(self.needs_input_grad) == 3:
-            grads += (gy.sum(axis=(0, 2, 3)),)
-        return grads
+        gw = _sum_in_chunk_order(gw_parts).reshape(w.shape) if need_w else None
+        return self._gradients(gx, gw, gy)
 
 
 # Below this many pixels per plane a 1x1 conv's per-image GEMMs are a handful of columns wide,
@@ -198,16 +206,8 @@ class PointwiseConv2d(Conv2d):
             return gw_part
 
         gw_parts = backend.map_chunks(backward_chunk, n, self._chunk(x, xp), xp)
-        gw = None
-        if need_w:
-            gw = gw_parts[0]
-            for part in gw_parts[1:]:  # in chunk order: the same sum whatever the thread count
-                gw += part
-            gw = gw.reshape(w.shape)
-        grads = (gx.reshape(x.shape) if need_x else None, gw)
-        if len(self.needs_input_grad) == 3:
-            grads += (gy.sum(axis=(0, 2, 3)),)
-        return grads
+        gw = _sum_in_chunk_order(gw_parts).reshape(w.shape) if need_w else None
+        return self._gradients(gx.reshape(x.shape) if need_x else None, gw, gy)
 
 
 def _channel_major(chunk, name, xp):
@@ -245,10 +245,7 @@ class DepthwiseConv2d(Conv2d):
         if need_w:
             gw = xp.empty(self.w.shape, dtype=gy.dtype)
             kernels.depthwise_backward_weight(gy, self.x, gw, *args)
-        grads = (gx, gw)
-        if len(self.needs_input_grad) == 3:
-            grads += (gy.sum(axis=(0, 2, 3)),)
-        return grads
+        return self._gradients(gx, gw, gy)
 
 
 def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):

@@ -22,7 +22,7 @@ import numpy as np
 
 from tinyconv import backend
 from tinyconv.backend import array_module
-from tinyconv.ops.conv import Conv2d, _batch_chunk
+from tinyconv.ops.conv import Conv2d, _batch_chunk, _sum_in_chunk_order
 
 # Rows of G: the 4 combinations of a 3-tap filter that the 16 products use.
 G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
@@ -139,14 +139,6 @@ class WinogradConv2d(Conv2d):
                 _convolve(kernels, gy[n0:n0 + nb], u_flipped, gx[n0:n0 + nb], 2 - ph, 2 - pw)
             return du
 
-        parts = backend.map_chunks(backward_chunk, x.shape[0], self._chunk(x, w, [(oh, ow), x.shape[2:]]), xp)
-        gw = None
-        if need_w:
-            du = parts[0]
-            for part in parts[1:]:  # in chunk order: the same sum whatever the thread count
-                du += part
-            gw = weight_transform_adjoint(du)
-        grads = (gx, gw)
-        if len(self.needs_input_grad) == 3:
-            grads += (gy.sum(axis=(0, 2, 3)),)
-        return grads
+        du_parts = backend.map_chunks(backward_chunk, x.shape[0], self._chunk(x, w, [(oh, ow), x.shape[2:]]), xp)
+        gw = weight_transform_adjoint(_sum_in_chunk_order(du_parts)) if need_w else None
+        return self._gradients(gx, gw, gy)
