@@ -15,9 +15,11 @@ the 16 elementwise products become 16 GEMMs, one per tile position ``xi = 4*i + 
 that layout, each ``V[xi]`` flattened into row ``xi`` of a 2-D array (channel ``c``'s tiles at
 ``c*tiles``, then the tile of image ``n`` at tile row ``ty``, column ``tx`` at
 ``n*th*tw + ty*tw + tx``). The rows may be longer than that: the caller pads them so that the
-16 rows, read or written together, do not all fall into the same cache sets. Every kernel works a tile row at a time: the ``tw`` tiles of a row are
-one vectorisable loop, reading inputs two apart and writing each of the 16 outputs contiguously
-(6x faster than a tile at a time, whose 16 scattered stores defeat the vectoriser).
+16 rows, read or written together, do not all fall into the same cache sets.
+
+Every kernel works a tile row at a time: the ``tw`` tiles of a row are one vectorisable loop,
+reading inputs two apart and writing each of the 16 outputs contiguously (2-6x faster than a
+tile at a time, whose 16 scattered stores defeat the vectoriser; most on large planes).
 
 They run on the calling thread without the GIL: the conv op hands each core its own batch chunk.
 """
