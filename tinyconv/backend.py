@@ -236,7 +236,7 @@ def single_threaded_blas():
     core: OpenBLAS's idle workers keep spinning for a long while after a threaded GEMM, and a
     spinning worker takes a core from the chunk threads that follow (measured: Winograd convs
     whose small weight-transform GEMMs ran threaded trained ResNet-20 at 202 img/s; with those
-    GEMMs single-threaded, 285).
+    GEMMs single-threaded, 283).
     """
     global _blas
     if _blas is None:
@@ -251,8 +251,9 @@ def map_chunks(fn, total, chunk, xp=np):
 
     ``alone`` tells ``fn`` whether it has the machine to itself (chunks run one after another, so
     its kernels may be parallel) or shares it with concurrent chunks: then it must launch no
-    parallel Numba kernel (oversubscription; numba's workqueue layer even aborts). ``fn`` must write only its own slice of any shared output; results
-    come back in chunk order, so reductions over them are deterministic whatever the thread count.
+    parallel Numba kernel (oversubscription; numba's workqueue layer even aborts). ``fn`` must
+    write only its own slice of any shared output; results come back in chunk order, so
+    reductions over them are deterministic whatever the thread count.
     """
     spans = [(start, min(chunk, total - start)) for start in range(0, total, chunk)]
     threads = cpu_threads() if xp is np else 1  # a GPU runs one chunk's kernels at a time

@@ -151,9 +151,12 @@ class PointwiseConv2d(Conv2d):
     """
 
     def _per_image(self, x):
+        """Whether x's planes are large enough for one GEMM per image."""
         return x.shape[2] * x.shape[3] >= POINTWISE_MIN_PLANE
 
     def _chunk(self, x, xp):
+        """Images per chunk: one chunk per thread per image-GEMM; channel-major chunks within
+        the workspace limit."""
         if self._per_image(x):
             return _per_thread(x.shape[0], xp)
         return _batch_chunk(x.shape[0], x.shape[1] * x.shape[2] * x.shape[3] * x.itemsize, xp)
