@@ -12,8 +12,9 @@ Prints, at batch 128 in float32:
 Every figure is the median of repeats; tinyconv and PyTorch repeats alternate so that the shared
 host's drift hits both alike, each section (the convs, each workload) in a fresh process, with
 glibc keeping freed memory (``tinyconv.backend.retain_freed_memory``) for both frameworks, as
-``python -m tinyconv.train`` runs. ``--device cuda`` times the CUDA path instead (CuPy + our kernels +
-cuBLAS, against PyTorch + cuDNN when PyTorch has CUDA), synchronising after every repeat.
+``python -m tinyconv.train`` runs. ``--device cuda`` times the CUDA path instead (CuPy + our
+kernels + cuBLAS, against PyTorch + cuDNN when PyTorch has CUDA), synchronising after every
+repeat.
 Run: ``make bench`` (or ``python examples/bench.py --help``).
 """
 import argparse
