@@ -20,4 +20,4 @@ def test_retain_freed_memory_stops_page_faults_on_reallocation():
         return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
 
     faults_to_fill(16 * 2**20)
-    assert faults_to_fill(16 * 2**20) < 100  # 4096 pages when the block goes back to the OS
+    assert faults_to_fill(16 * 2**20) < 100  # ~500 here when the block goes back to the OS

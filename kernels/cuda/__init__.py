@@ -126,27 +126,26 @@ class CudaKernels:
 
     # --- Winograd F(2x2, 3x3) tile transforms; transformed tiles are rows of a (16, L) array ---
 
-    def _tile_transform(self, name, image, tiles, image_shape, th, tw, *padding):
-        suffix = _suffix(name, (image, tiles))
-        n_img, channels = image_shape[:2]
-        self._launch("winograd.cu", f"{name}_{suffix}", n_img * channels * th * tw,
-                     (image, tiles, *_int32(*image_shape), np.int64(tiles.shape[1]), *_int32(*padding, th, tw)))
+    def _tile_transform(self, name, arrays, image_shape, row_length, th, tw, padding=()):
+        """Launch transform ``name`` on ``arrays`` (in kernel order), one thread per tile of the
+        (N, C, th, tw) tiles of images of ``image_shape``; tile rows are ``row_length`` apart."""
+        suffix = _suffix(name, arrays)
+        self._launch("winograd.cu", f"{name}_{suffix}", image_shape[0] * image_shape[1] * th * tw,
+                     (*arrays, *_int32(*image_shape), np.int64(row_length), *_int32(*padding, th, tw)))
 
     def winograd_input(self, x, v, ph, pw, th, tw):
         """``v[xi, c*N*th*tw + (n*th + ty)*tw + tx]`` = ``(B^T d B)[xi]`` for the 4x4 tile of
         ``x`` (N, C, H, W) at padded rows 2ty.., columns 2tx.. (zero padding ph, pw)."""
-        self._tile_transform("winograd_input", x, v, x.shape, th, tw, ph, pw)
+        self._tile_transform("winograd_input", (x, v), x.shape, v.shape[1], th, tw, (ph, pw))
 
     def winograd_output(self, m, y, th, tw):
         """``y`` (N, O, oh, ow), overwritten, = ``A^T M A`` of every tile of ``m``'s layout."""
-        suffix = _suffix("winograd_output", (m, y))
-        self._launch("winograd.cu", f"winograd_output_{suffix}", y.shape[0] * y.shape[1] * th * tw,
-                     (m, y, *_int32(*y.shape), np.int64(m.shape[1]), *_int32(th, tw)))
+        self._tile_transform("winograd_output", (m, y), y.shape, m.shape[1], th, tw)
 
     def winograd_output_adjoint(self, gy, dm, th, tw):
         """``dm``, in :meth:`winograd_input`'s layout, = ``A dY A^T`` for every 2x2 tile of
         ``gy`` (N, O, oh, ow), zero past its edges."""
-        self._tile_transform("winograd_output_adjoint", gy, dm, gy.shape, th, tw)
+        self._tile_transform("winograd_output_adjoint", (gy, dm), gy.shape, dm.shape[1], th, tw)
 
     # --- depthwise convolution ---
 
