@@ -289,21 +289,22 @@ def test_add_relu_and_relu_backward_match_the_cpu_exactly(gpu, shape, dtype, see
 # --- batch norm ---------------------------------------------------------------------------
 
 @SETTINGS
-@given(st.integers(1, 4), st.integers(1, 5), st.integers(1, 40), dtypes, seeds)
-def test_batch_norm_kernels_match_the_cpu(gpu, n, c, length, dtype, seed):
+@given(st.integers(1, 4), st.integers(1, 5), st.integers(1, 40), dtypes, seeds, st.booleans())
+def test_batch_norm_kernels_match_the_cpu(gpu, n, c, length, dtype, seed, relu):
     rng = np.random.default_rng(seed)
     x, gy = random(rng, (n, c, length), dtype) + 3, random(rng, (n, c, length), dtype)
     a, b, k = (random(rng, c, dtype) for _ in range(3))
+    relu_y = random(rng, x.shape, dtype) if relu else None  # the fused ReLU's output gates gy
     tol = TOL[dtype]
     for kernel, inputs, outs in (("channel_mean_var", (x,), (c, c)),
-                                 ("channel_grad_sums", (gy, x), (c, c))):
+                                 ("channel_grad_sums", (gy, x, relu_y), (c, c))):
         results = [unwritten(size, np.float64) for size in outs]
         expected = [unwritten(size, np.float64) for size in outs]
         getattr(gpu, kernel)(*inputs, *results)
         getattr(cpu, kernel)(*inputs, *expected)
         for result, reference in zip(results, expected):
             np.testing.assert_allclose(result, reference, **tol, err_msg=kernel)
-    for kernel, inputs in (("channel_affine", (x, a, b)), ("channel_affine2", (gy, x, a, b, k))):
+    for kernel, inputs in (("channel_affine", (x - 3, a, b, relu)), ("channel_affine2", (gy, x, relu_y, a, b, k))):
         out, expected = unwritten(x.shape, dtype), unwritten(x.shape, dtype)
         getattr(gpu, kernel)(*inputs, out)
         getattr(cpu, kernel)(*inputs, expected)

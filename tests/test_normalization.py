@@ -6,7 +6,8 @@ from hypothesis import given, settings, strategies as st
 import tinyconv
 from tinyconv.ops.lrn import local_response_norm
 from tinyconv.ops.normalization import batch_norm
-from tinyconv.testing import arrays, check_grad
+from tinyconv.ops.activation import relu
+from tinyconv.testing import arrays, check_grad, distinct_arrays
 
 shapes_4d = st.tuples(st.integers(1, 3), st.integers(1, 4), st.integers(1, 4), st.integers(1, 4))
 shapes_2d = st.tuples(st.integers(2, 5), st.integers(1, 4))
@@ -40,6 +41,70 @@ def test_eval_gradients(shape, data):
     check_grad(lambda x, g, b: batch_norm(x, rm, rv, g, b, training=False), x, np.ones(c) * 1.3, np.zeros(c) + 0.2)
 
 
+def kink_free_beta(scaled):
+    """Per-channel beta that puts relu's kink halfway between the two middle values of the
+    channel in ``scaled`` (the normalised input times gamma), so that finite differences never
+    step across it."""
+    channels = np.moveaxis(scaled, 1, 0).reshape(scaled.shape[1], -1)
+    z = np.sort(channels, axis=1)
+    middle = z.shape[1] // 2
+    return -(z[:, middle - 1] + z[:, middle]) / 2
+
+
+@settings(max_examples=30)
+@given(st.one_of(shapes_4d, shapes_2d).filter(lambda s: np.prod(s) // s[1] >= 2), st.data())
+def test_fused_relu_forward_and_gradients(shape, data):
+    x = data.draw(distinct_arrays(shape))
+    c = shape[1]
+    axes = (0,) if len(shape) == 2 else (0, 2, 3)
+    bshape = (1, c) + (1,) * (len(shape) - 2)
+    gamma = np.linspace(0.5, 1.5, c)
+    xhat = (x - x.mean(axis=axes, keepdims=True)) / np.sqrt(x.var(axis=axes, keepdims=True) + 1e-5)
+    beta = kink_free_beta(xhat * gamma.reshape(bshape))
+    y = batch_norm(tinyconv.tensor(x), None, None, tinyconv.tensor(gamma), tinyconv.tensor(beta), training=True,
+                   relu=True)
+    np.testing.assert_allclose(y.data, np.maximum(xhat * gamma.reshape(bshape) + beta.reshape(bshape), 0),
+                               rtol=1e-9, atol=1e-9)
+    check_grad(lambda x, g, b: batch_norm(x, None, None, g, b, training=True, relu=True), x, gamma, beta, atol=1e-4)
+
+    rm, rv = tinyconv.tensor(np.linspace(-0.5, 0.5, c)), tinyconv.tensor(np.linspace(0.5, 2.0, c))
+    eval_beta = kink_free_beta((x - rm.data.reshape(bshape)) / np.sqrt(rv.data.reshape(bshape) + 1e-5)
+                               * gamma.reshape(bshape))
+    check_grad(lambda x, g, b: batch_norm(x, rm, rv, g, b, training=False, relu=True), x, gamma, eval_beta)
+
+
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fused_relu_equals_batch_norm_then_relu_exactly(training, dtype):
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((6, 5, 7, 3)).astype(dtype)
+    gamma, beta, gy = rng.standard_normal(5).astype(dtype), rng.standard_normal(5).astype(dtype), \
+        rng.standard_normal(x.shape).astype(dtype)
+    results = []
+    for fused in (True, False):
+        leaves = [tinyconv.tensor(a, requires_grad=True) for a in (x, gamma, beta)]
+        rm, rv = stats(5)
+        rm.data, rv.data = rm.data.astype(dtype), rv.data.astype(dtype) + 0.5
+        y = batch_norm(*leaves[:1], rm, rv, *leaves[1:], training=training, relu=fused)
+        y = y if fused else relu(y)
+        y.backward(gy)
+        results.append([y.data, rm.data, rv.data] + [leaf.grad for leaf in leaves])
+    for mine, reference in zip(*results):
+        np.testing.assert_array_equal(mine, reference)
+
+
+def test_statistics_of_values_far_from_zero():
+    # One-pass statistics must not cancel: mean 1e4, standard deviation 1e-2.
+    rng = np.random.default_rng(4)
+    x = (1e4 + 1e-2 * rng.standard_normal((16, 3, 8, 8))).astype(np.float32)
+    rm, rv = stats(3)
+    batch_norm(tinyconv.tensor(x), rm, rv, training=True, momentum=1.0)
+    exact = x.astype(np.float64)
+    np.testing.assert_allclose(rm.data, exact.mean(axis=(0, 2, 3)), rtol=1e-12)
+    n = x.size // 3
+    np.testing.assert_allclose(rv.data, exact.var(axis=(0, 2, 3)) * n / (n - 1), rtol=1e-4)
+
+
 def test_running_statistics_update():
     rng = np.random.default_rng(0)
     x = rng.standard_normal((4, 3, 5, 5)) * 2 + 1
@@ -52,7 +117,8 @@ def test_running_statistics_update():
 
 @pytest.mark.torch
 @pytest.mark.parametrize("training", [True, False])
-def test_batch_norm_matches_pytorch(training):
+@pytest.mark.parametrize("fused_relu", [False, True])
+def test_batch_norm_matches_pytorch(training, fused_relu):
     torch = pytest.importorskip("torch")
     rng = np.random.default_rng(1)
     x = rng.standard_normal((8, 4, 6, 6)).astype(np.float32) * 3 + 2
@@ -62,10 +128,12 @@ def test_batch_norm_matches_pytorch(training):
     tx, tg, tb = (torch.tensor(a, requires_grad=True) for a in (x, gamma, beta))
     trm, trv = torch.tensor(rm0), torch.tensor(rv0)
     ty = torch.nn.functional.batch_norm(tx, trm, trv, tg, tb, training=training, momentum=0.1, eps=1e-5)
+    ty = torch.relu(ty) if fused_relu else ty
     ty.backward(torch.tensor(gy))
     ours = [tinyconv.tensor(a, requires_grad=True) for a in (x, gamma, beta)]
     rm, rv = tinyconv.tensor(rm0.copy()), tinyconv.tensor(rv0.copy())
-    y = batch_norm(ours[0], rm, rv, ours[1], ours[2], training=training, momentum=0.1, eps=1e-5)
+    y = batch_norm(ours[0], rm, rv, ours[1], ours[2], training=training, momentum=0.1, eps=1e-5,
+                   relu=fused_relu)
     y.backward(gy)
     np.testing.assert_allclose(y.data, ty.detach().numpy(), rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(rm.data, trm.numpy(), rtol=1e-5, atol=1e-6)
@@ -86,6 +154,8 @@ def test_batch_norm_bad_input():
         batch_norm(tinyconv.tensor(np.zeros((1, 3), np.float32)), None, None, training=True)
     with pytest.raises(TypeError, match="batch_norm: .*float32.*float64"):
         batch_norm(x, None, None, tinyconv.tensor(np.ones(3)), training=True)
+    with pytest.raises(ValueError, match=r"batch_norm_relu: bias must have shape \(3,\).*got \(2,\)"):
+        batch_norm(x, None, None, bias=tinyconv.tensor(np.ones(2, np.float32)), training=True, relu=True)
 
 
 def naive_lrn(x, size, alpha, beta, k):

@@ -227,24 +227,33 @@ class CudaKernels:
         self._launch("batch_norm.cu", f"channel_mean_var_{suffix}", x.shape[1],
                      (x, mean, var, *_int32(*x.shape)))
 
-    def channel_affine(self, x, scale, shift, y):
-        """``y[n, c, :] = x[n, c, :] * scale[c] + shift[c]``."""
+    def channel_affine(self, x, scale, shift, relu, y):
+        """``y[n, c, :] = x[n, c, :] * scale[c] + shift[c]``, clamped at 0 when ``relu``."""
         suffix = _suffix("channel_affine", (x, scale, shift, y))
         self._launch("batch_norm.cu", f"channel_affine_{suffix}", y.size,
-                     (x, scale, shift, y, *_int32(*x.shape)))
+                     (x, scale, shift, *_int32(relu), y, *_int32(*x.shape)))
 
-    def channel_grad_sums(self, gy, x, sum_gy, sum_gy_x):
-        """``sum_gy``, ``sum_gy_x`` (C,) float64 = per-channel sums of ``gy`` and ``gy * x``."""
-        suffix = _suffix("channel_grad_sums", (gy, x),
-                         ((sum_gy, np.float64), (sum_gy_x, np.float64)))
+    def channel_grad_sums(self, gy, x, relu_y, sum_gy, sum_gy_x):
+        """``sum_gy``, ``sum_gy_x`` (C,) float64 = per-channel sums of ``g`` and ``g * x``, ``g`` being
+        ``gy``, or ``gy`` where ``relu_y > 0`` and 0 elsewhere when ``relu_y`` is given."""
+        gate, relu = _gate(gy, relu_y)
+        suffix = _suffix("channel_grad_sums", (gy, x, gate), ((sum_gy, np.float64), (sum_gy_x, np.float64)))
         self._launch("batch_norm.cu", f"channel_grad_sums_{suffix}", x.shape[1],
-                     (gy, x, sum_gy, sum_gy_x, *_int32(*x.shape)))
+                     (gy, x, gate, relu, sum_gy, sum_gy_x, *_int32(*x.shape)))
 
-    def channel_affine2(self, gy, x, a, b, k, gx):
-        """``gx[n, c, :] = a[c] * gy[n, c, :] + b[c] * x[n, c, :] + k[c]``."""
-        suffix = _suffix("channel_affine2", (gy, x, a, b, k, gx))
+    def channel_affine2(self, gy, x, relu_y, a, b, k, gx):
+        """``gx[n, c, :] = a[c] * g[n, c, :] + b[c] * x[n, c, :] + k[c]``, ``g`` as in
+        :meth:`channel_grad_sums`."""
+        gate, relu = _gate(gy, relu_y)
+        suffix = _suffix("channel_affine2", (gy, x, gate, a, b, k, gx))
         self._launch("batch_norm.cu", f"channel_affine2_{suffix}", gx.size,
-                     (gy, x, a, b, k, gx, *_int32(*x.shape)))
+                     (gy, x, gate, relu, a, b, k, gx, *_int32(*x.shape)))
+
+
+def _gate(gy, relu_y):
+    """The ``relu_y, relu`` kernel arguments; without a ReLU the kernel reads no gate and ``gy``
+    fills the pointer's place."""
+    return (gy, np.int32(0)) if relu_y is None else (relu_y, np.int32(1))
 
 
 def for_cupy():

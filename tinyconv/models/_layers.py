@@ -29,9 +29,7 @@ class ConvBNReLU(nn.Module):
 
     def forward(self, x):
         x = self.conv(x)
-        if self.bn is not None:
-            x = self.bn(x)
-        return F.relu(x)
+        return F.relu(x) if self.bn is None else self.bn(x, relu=True)
 
 
 def init_weights(model, linear_std=0.01):

@@ -34,11 +34,10 @@ class BasicBlock(nn.Module):
         return x
 
     def forward(self, x):
-        out = F.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
+        out = self.bn1(self.conv1(x), relu=True)
         if self.residual:
-            return F.add_relu(out, self.shortcut(x))
-        return F.relu(out)
+            return F.add_relu(self.bn2(self.conv2(out)), self.shortcut(x))
+        return self.bn2(self.conv2(out), relu=True)
 
     def extra_repr(self):
         return "residual (option A)" if self.residual else "plain"
@@ -64,7 +63,7 @@ class CifarResNet(nn.Module):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
     def forward(self, x):
-        x = F.relu(self.bn1(self.conv1(x)))
+        x = self.bn1(self.conv1(x), relu=True)
         x = self.blocks(x)
         return self.fc(F.global_avg_pool2d(x))
 

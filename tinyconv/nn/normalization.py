@@ -53,7 +53,8 @@ class _BatchNorm(Module):
             self.running_var.data[...] = 1
             self.num_batches_tracked.data[...] = 0
 
-    def forward(self, x):
+    def forward(self, x, relu=False):
+        """Batch norm of x; ``relu=True`` returns relu(batch_norm(x)) from one fused op."""
         if x.ndim != self.input_ndim:
             raise ValueError(f"{type(self).__name__}: input must be {self.input_ndim}-D "
                              f"{self.input_layout}, got shape {x.shape}")
@@ -67,7 +68,7 @@ class _BatchNorm(Module):
                 momentum = 1.0 / int(self.num_batches_tracked.data)
         use_batch_stats = self.training or not self.track_running_stats
         return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias,
-                            training=use_batch_stats, momentum=momentum, eps=self.eps)
+                            training=use_batch_stats, momentum=momentum, eps=self.eps, relu=relu)
 
     def extra_repr(self):
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "

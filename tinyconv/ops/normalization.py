@@ -9,6 +9,10 @@ Both directions: dgamma = sum(gy xhat), dbeta = sum(gy).
 
 Every per-element formula above is affine in gy and x with per-channel coefficients, so the
 kernels make two passes each way: per-channel sums, then one affine write.
+
+With ``relu=True`` the op is relu(batch_norm(x)), the conv-BN-ReLU unit's tail: the affine
+write clamps at zero and the backward takes gy gated by y > 0 in place of gy, so the ReLU costs
+no pass of its own and no array of its own.
 """
 from tinyconv import backend
 from tinyconv.autograd import Function
@@ -23,8 +27,9 @@ def _as_ncl(a):
 
 
 class BatchNorm(Function):
-    def __init__(self, training, eps, running=None, momentum=0.1):
+    def __init__(self, training, eps, running=None, momentum=0.1, relu=False):
         self.training, self.eps, self.running, self.momentum = training, eps, running, momentum
+        self.relu = relu
 
     def forward(self, x, gamma, beta):
         xp = array_module(x)
@@ -46,8 +51,9 @@ class BatchNorm(Function):
         inv_std = 1 / xp.sqrt(var + self.eps)
         scale = gamma * inv_std
         y = xp.empty_like(x3)
-        kernels.channel_affine(x3, scale.astype(x.dtype), (beta - mean * scale).astype(x.dtype), y)
+        kernels.channel_affine(x3, scale.astype(x.dtype), (beta - mean * scale).astype(x.dtype), self.relu, y)
         self.x3, self.mean, self.inv_std, self.gamma = x3, mean, inv_std, gamma
+        self.relu_y = y if self.relu else None
         return y.reshape(x.shape)
 
     def backward(self, gy):
@@ -56,7 +62,7 @@ class BatchNorm(Function):
         gy3 = _as_ncl(gy)
         n, c, length = gy3.shape
         sum_gy, sum_gy_x = xp.empty(c, dtype=xp.float64), xp.empty(c, dtype=xp.float64)
-        kernels.channel_grad_sums(gy3, self.x3, sum_gy, sum_gy_x)
+        kernels.channel_grad_sums(gy3, self.x3, self.relu_y, sum_gy, sum_gy_x)
         sum_gy_xhat = self.inv_std * (sum_gy_x - self.mean * sum_gy)
         a = self.gamma * self.inv_std
         if self.training:
@@ -68,17 +74,19 @@ class BatchNorm(Function):
             b = k = xp.zeros(c)
         gx = xp.empty_like(gy3)
         dtype = gy.dtype
-        kernels.channel_affine2(gy3, self.x3, a.astype(dtype), b.astype(dtype), k.astype(dtype), gx)
+        kernels.channel_affine2(gy3, self.x3, self.relu_y, a.astype(dtype), b.astype(dtype), k.astype(dtype), gx)
         return gx.reshape(gy.shape), sum_gy_xhat.astype(dtype), sum_gy.astype(dtype)
 
 
-def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5):
+def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5,
+               relu=False):
     """Normalise x (N, C) or (N, C, H, W) per channel; see the module docstring for the math.
+    ``relu=True`` returns relu of the result, computed in the same passes.
 
     ``running_mean``/``running_var`` are (C,) Tensors (or None when not tracked); in training mode
     they are updated in place. In eval mode they are required and used instead of batch statistics.
     """
-    op = "batch_norm"
+    op = "batch_norm_relu" if relu else "batch_norm"
     x = x if isinstance(x, Tensor) else Tensor(x)
     if x.ndim not in (2, 4):
         raise ValueError(f"{op}: input must be (N, C) or (N, C, H, W), got shape {x.shape}")
@@ -96,4 +104,4 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=Fa
     if training and x.size // c < 2:
         raise ValueError(f"{op}: training needs more than one value per channel, got input shape {x.shape}")
     running = (running_mean.data, running_var.data) if tracked else None
-    return BatchNorm(training, eps, running, momentum)(x, weight, bias)
+    return BatchNorm(training, eps, running, momentum, bool(relu))(x, weight, bias)
