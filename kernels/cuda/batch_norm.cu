@@ -29,7 +29,7 @@ extern "C" __global__ void channel_mean_var_##SUFFIX(                           
         }                                                                                          \
         const double average = total / count;                                                      \
         mean[channel] = shift + average;                                                           \
-        var[channel] = fmax(squares / count - average * average, 0.0);                            \
+        var[channel] = fmax(squares / count - average * average, 0.0);                             \
     }                                                                                              \
 }
 
@@ -53,7 +53,8 @@ DEFINE_CHANNEL_AFFINE(float, f32)
 DEFINE_CHANNEL_AFFINE(double, f64)
 
 // channel_grad_sums: sum_gy[c] = sum of g[:, c, :], sum_gy_x[c] = sum of g[:, c, :] * x[:, c, :],
-// g = gy, gated by relu_y > 0 when relu. Products are taken in double too: exact for float32 inputs.
+// g = gy, gated by relu_y > 0 when relu. Products are taken in double too: exact for float32
+// inputs.
 #define DEFINE_CHANNEL_GRAD_SUMS(T, SUFFIX)                                                        \
 extern "C" __global__ void channel_grad_sums_##SUFFIX(                                             \
     const T* gy, const T* x, const T* relu_y, int relu, double* sum_gy, double* sum_gy_x,          \
@@ -65,7 +66,8 @@ extern "C" __global__ void channel_grad_sums_##SUFFIX(                          
         for (long long image = 0; image < n; ++image) {                                            \
             const long long start = (image * c + channel) * length;                                \
             for (int k = 0; k < length; ++k) {                                                     \
-                const double g = relu && !(relu_y[start + k] > (T)0) ? 0.0 : (double)gy[start + k]; \
+                const bool blocked = relu && !(relu_y[start + k] > (T)0);                           \
+                const double g = blocked ? 0.0 : (double)gy[start + k];                             \
                 s += g;                                                                            \
                 sx += g * x[start + k];                                                            \
             }                                                                                      \
@@ -83,7 +85,7 @@ DEFINE_CHANNEL_GRAD_SUMS(double, f64)
 // the sums are known.
 #define DEFINE_CHANNEL_AFFINE2(T, SUFFIX)                                                          \
 extern "C" __global__ void channel_affine2_##SUFFIX(                                               \
-    const T* gy, const T* x, const T* relu_y, int relu, const T* a, const T* b, const T* k, T* gx,  \
+    const T* gy, const T* x, const T* relu_y, int relu, const T* a, const T* b, const T* k, T* gx, \
     int n, int c, int length)                                                                      \
 {                                                                                                  \
     GRID_STRIDE_LOOP(index, (long long)n * c * length) {                                           \
