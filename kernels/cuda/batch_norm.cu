@@ -66,8 +66,8 @@ extern "C" __global__ void channel_grad_sums_##SUFFIX(                          
         for (long long image = 0; image < n; ++image) {                                            \
             const long long start = (image * c + channel) * length;                                \
             for (int k = 0; k < length; ++k) {                                                     \
-                const bool blocked = relu && !(relu_y[start + k] > (T)0);                           \
-                const double g = blocked ? 0.0 : (double)gy[start + k];                             \
+                const bool blocked = relu && !(relu_y[start + k] > (T)0);                          \
+                const double g = blocked ? 0.0 : (double)gy[start + k];                            \
                 s += g;                                                                            \
                 sx += g * x[start + k];                                                            \
             }                                                                                      \
