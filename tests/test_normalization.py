@@ -77,15 +77,14 @@ def test_fused_relu_forward_and_gradients(shape, data):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_fused_relu_equals_batch_norm_then_relu_exactly(training, dtype):
     rng = np.random.default_rng(3)
-    x = rng.standard_normal((6, 5, 7, 3)).astype(dtype)
-    gamma, beta, gy = rng.standard_normal(5).astype(dtype), rng.standard_normal(5).astype(dtype), \
-        rng.standard_normal(x.shape).astype(dtype)
+    x, gy = (rng.standard_normal((6, 5, 7, 3)).astype(dtype) for _ in range(2))
+    gamma, beta = (rng.standard_normal(5).astype(dtype) for _ in range(2))
     results = []
     for fused in (True, False):
         leaves = [tinyconv.tensor(a, requires_grad=True) for a in (x, gamma, beta)]
         rm, rv = stats(5)
         rm.data, rv.data = rm.data.astype(dtype), rv.data.astype(dtype) + 0.5
-        y = batch_norm(*leaves[:1], rm, rv, *leaves[1:], training=training, relu=fused)
+        y = batch_norm(leaves[0], rm, rv, leaves[1], leaves[2], training=training, relu=fused)
         y = y if fused else relu(y)
         y.backward(gy)
         results.append([y.data, rm.data, rv.data] + [leaf.grad for leaf in leaves])
