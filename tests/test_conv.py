@@ -224,6 +224,33 @@ def test_winograd_chunking_gives_same_result(monkeypatch):
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("padding", [(1, 1), (0, 2)])
+def test_winograd_kept_tiles_give_the_same_gradients(monkeypatch, padding):
+    """The weight gradient from the transformed input kept by forward equals the one from x
+    transformed again, bit for bit, and a second backward through the graph (which finds
+    nothing kept any more) gives the same gradients again."""
+    p = dict(n=5, c_in=9, c_out=3, h=7, w=6, kh=3, kw=3, stride=(1, 1), padding=padding, dilation=(1, 1), groups=1)
+    monkeypatch.setattr(backend, "workspace_limit", 2 * 16 * 12 * 16 * 8)  # 2 images per chunk
+    results = []
+    for keep_max in (0, winograd.KEEP_MAX_CHANNELS):
+        monkeypatch.setattr(winograd, "KEEP_MAX_CHANNELS", keep_max)
+        xs = [tinyconv.tensor(a, requires_grad=True) for a in make_problem(p)]
+        y = conv_of(p)(*xs)
+        assert bool(y.creator.kept_tiles) == (keep_max >= p["c_in"])
+        loss = (y * y).sum()
+        loss.backward(retain_graph=True)
+        first = [t.grad.copy() for t in xs]
+        assert not y.creator.kept_tiles  # backward used them all
+        for t in xs:
+            t.grad = None
+        loss.backward()
+        for again, grad in zip((t.grad for t in xs), first):
+            np.testing.assert_array_equal(again, grad)
+        results.append(first)
+    for kept, recomputed in zip(*results):
+        np.testing.assert_array_equal(kept, recomputed)
+
+
 @pytest.mark.torch
 @pytest.mark.parametrize("padding", [0, 1, 2, (1, 0)])
 def test_winograd_matches_pytorch_float32(torch, padding):
