@@ -1,5 +1,7 @@
 """conv2d: forward against a loop written from the definition, gradients by finite differences,
 PyTorch parity, bad input."""
+import contextlib
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -185,19 +187,35 @@ def winograd_problems(draw):
                 dilation=(1, 1), groups=1)
 
 
-@settings(max_examples=40)
-@given(winograd_problems())
-def test_winograd_forward_matches_definition(p):
+@contextlib.contextmanager
+def tile_layout(layout):
+    """"tight": every plane laid out a tile row at a time; "dummies": every plane with a dummy
+    tile ending each tile row (the whole-plane transforms), however short its rows."""
+    saved = winograd.WHOLE_PLANE_MIN_TILES
+    winograd.WHOLE_PLANE_MIN_TILES = 10**9 if layout == "tight" else 1
+    try:
+        yield
+    finally:
+        winograd.WHOLE_PLANE_MIN_TILES = saved
+
+
+@pytest.mark.parametrize("layout", ["tight", "dummies"])
+@settings(max_examples=30)
+@given(p=winograd_problems())
+def test_winograd_forward_matches_definition(layout, p):
     x, w, b = make_problem(p)
-    y = conv_of(p)(*(tinyconv.tensor(a, requires_grad=True) for a in (x, w, b)))
+    with tile_layout(layout):
+        y = conv_of(p)(*(tinyconv.tensor(a, requires_grad=True) for a in (x, w, b)))
     assert type(y.creator).__name__ == "WinogradConv2d"
     np.testing.assert_allclose(y.data, naive_conv2d(x, w, b, (1, 1), p["padding"], (1, 1), 1), rtol=1e-10, atol=1e-10)
 
 
-@settings(max_examples=20)
-@given(winograd_problems())
-def test_winograd_gradients(p):
-    check_grad(conv_of(p), *make_problem(p))
+@pytest.mark.parametrize("layout", ["tight", "dummies"])
+@settings(max_examples=15)
+@given(p=winograd_problems())
+def test_winograd_gradients(layout, p):
+    with tile_layout(layout):
+        check_grad(conv_of(p), *make_problem(p))
 
 
 @pytest.mark.parametrize("change, path", [

@@ -126,26 +126,28 @@ class CudaKernels:
 
     # --- Winograd F(2x2, 3x3) tile transforms; transformed tiles are rows of a (16, L) array ---
 
-    def _tile_transform(self, name, arrays, image_shape, row_length, th, tw, padding=()):
+    def _tile_transform(self, name, arrays, image_shape, row_length, th, pitch, padding=()):
         """Launch transform ``name`` on ``arrays`` (in kernel order), one thread per tile of the
-        (N, C, th, tw) tiles of images of ``image_shape``; tile rows are ``row_length`` apart."""
+        (N, C, th, pitch) tiles of images of ``image_shape``; tile rows are ``row_length`` apart.
+        A tile column past the plane's last (a dummy, when pitch > tw) is a tile like the others
+        whose window lies past the edge: the kernels need not tell them apart."""
         suffix = _suffix(name, arrays)
-        self._launch("winograd.cu", f"{name}_{suffix}", image_shape[0] * image_shape[1] * th * tw,
-                     (*arrays, *_int32(*image_shape), np.int64(row_length), *_int32(*padding, th, tw)))
+        self._launch("winograd.cu", f"{name}_{suffix}", image_shape[0] * image_shape[1] * th * pitch,
+                     (*arrays, *_int32(*image_shape), np.int64(row_length), *_int32(*padding, th, pitch)))
 
-    def winograd_input(self, x, v, ph, pw, th, tw):
-        """``v[xi, c*N*th*tw + (n*th + ty)*tw + tx]`` = ``(B^T d B)[xi]`` for the 4x4 tile of
-        ``x`` (N, C, H, W) at padded rows 2ty.., columns 2tx.. (zero padding ph, pw)."""
-        self._tile_transform("winograd_input", (x, v), x.shape, v.shape[1], th, tw, (ph, pw))
+    def winograd_input(self, x, v, ph, pw, th, tw, pitch):
+        """``v[xi, c*N*th*pitch + (n*th + ty)*pitch + tx]`` = ``(B^T d B)[xi]`` for the 4x4 tile
+        of ``x`` (N, C, H, W) at padded rows 2ty.., columns 2tx.. (zero padding ph, pw)."""
+        self._tile_transform("winograd_input", (x, v), x.shape, v.shape[1], th, pitch, (ph, pw))
 
-    def winograd_output(self, m, y, th, tw):
+    def winograd_output(self, m, y, th, tw, pitch):
         """``y`` (N, O, oh, ow), overwritten, = ``A^T M A`` of every tile of ``m``'s layout."""
-        self._tile_transform("winograd_output", (m, y), y.shape, m.shape[1], th, tw)
+        self._tile_transform("winograd_output", (m, y), y.shape, m.shape[1], th, pitch)
 
-    def winograd_output_adjoint(self, gy, dm, th, tw):
+    def winograd_output_adjoint(self, gy, dm, th, tw, pitch):
         """``dm``, in :meth:`winograd_input`'s layout, = ``A dY A^T`` for every 2x2 tile of
-        ``gy`` (N, O, oh, ow), zero past its edges."""
-        self._tile_transform("winograd_output_adjoint", (gy, dm), gy.shape, dm.shape[1], th, tw)
+        ``gy`` (N, O, oh, ow), zero past its edges (so zero for dummy tiles)."""
+        self._tile_transform("winograd_output_adjoint", (gy, dm), gy.shape, dm.shape[1], th, pitch)
 
     # --- depthwise convolution ---
 

@@ -1,7 +1,8 @@
 // The tile transforms of Winograd's F(2x2, 3x3), twins of kernels/cpu/winograd.py (the matrices
 // and the layout are explained there). One thread per tile: tile t of image n, tile row ty,
 // column tx, in the plane of channel c, is column c*tiles + (n*th + ty)*tw + tx of the (16, L)
-// array of transformed tiles, whose rows are `row_length` = L apart.
+// array of transformed tiles, whose rows are `row_length` = L apart. `tw` here is the layout's
+// pitch: a dummy tile ending each tile row is a tile whose window lies past the plane's edge.
 #include "common.cuh"
 
 // The tile of flat index `index` over (N, C, th, tw): its image-and-channel plane, tile row and

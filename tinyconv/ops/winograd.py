@@ -46,6 +46,20 @@ def _tiles(size):
     return (size + 1) // 2
 
 
+# From this many tiles per tile row, the CPU lays each tile row out with a dummy tile at its end,
+# which lets the input transform and its adjoint run a whole plane per loop
+# (kernels/cpu/winograd.py). Measured per image on one core, row at a time -> whole plane:
+# 32x32 planes (16 tiles a row) input transform 40 -> 20 us, output adjoint 26 -> 16 at 16
+# channels; 16x16 planes (8 a row) 23 -> 17 and 27 -> 11 at 32; the GEMMs grow by 1/tw.
+# A GPU runs a thread per tile either way and keeps the tight layout.
+WHOLE_PLANE_MIN_TILES = 8
+
+
+def _pitch(tw, xp):
+    """Tile columns per tile row in the transformed layout: ``tw``, or ``tw + 1`` with a dummy."""
+    return tw + 1 if xp is np and tw >= WHOLE_PLANE_MIN_TILES else tw
+
+
 # The weight transforms are GEMMs too small for BLAS's threads, whose idle workers then spin on
 # a core that the chunk threads need; hence single_threaded_blas (a no-op for cuBLAS).
 
@@ -93,12 +107,13 @@ def _convolve(kernels, x, u, y, ph, pw, keep=False):
     array if ``keep``."""
     xp = array_module(x)
     (th, tw), (o, c) = (_tiles(size) for size in y.shape[2:]), u.shape[1:]
-    tiles = x.shape[0] * th * tw
+    pitch = _pitch(tw, xp)
+    tiles = x.shape[0] * th * pitch
     v, v_mats = _tile_rows("winograd_v", c, tiles, x.dtype, xp, keep)
     m, m_mats = _tile_rows("winograd_m", o, tiles, x.dtype, xp)
-    kernels.winograd_input(x, v, ph, pw, th, tw)
+    kernels.winograd_input(x, v, ph, pw, th, tw, pitch)
     xp.matmul(u, v_mats, out=m_mats)
-    kernels.winograd_output(m, y, th, tw)
+    kernels.winograd_output(m, y, th, tw, pitch)
     return v, v_mats
 
 
@@ -107,7 +122,8 @@ class WinogradConv2d(Conv2d):
 
     def _chunk(self, x, w, planes):
         """Images per chunk: the transformed tiles of a chunk stay within the workspace limit."""
-        tiles = max(_tiles(h) * _tiles(w_) for h, w_ in planes)
+        xp = array_module(x)
+        tiles = max(_tiles(h) * _pitch(_tiles(w_), xp) for h, w_ in planes)
         return _batch_chunk(x.shape[0], 16 * sum(w.shape[:2]) * tiles * x.itemsize, array_module(x))
 
     def forward(self, x, w, b=None):
@@ -141,6 +157,7 @@ class WinogradConv2d(Conv2d):
         need_x, need_w = self.needs_input_grad[:2]
         (ph, pw), (o, c), (oh, ow) = self.padding, w.shape[:2], gy.shape[2:]
         th, tw = _tiles(oh), _tiles(ow)
+        pitch = _pitch(tw, xp)
         gx = xp.empty(x.shape, dtype=x.dtype) if need_x else None
         # dx is the forward conv of gy with the flipped, transposed kernel, padded by 2 - p.
         u_flipped = weight_transform(xp.ascontiguousarray(w.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1])) if need_x else None
@@ -148,13 +165,13 @@ class WinogradConv2d(Conv2d):
         def backward_chunk(n0, nb, alone):
             du = None
             if need_w:  # dU[xi] = dM[xi] V[xi]^T over this chunk's tiles
-                dm, dm_mats = _tile_rows("winograd_m", o, nb * th * tw, x.dtype, xp)
+                dm, dm_mats = _tile_rows("winograd_m", o, nb * th * pitch, x.dtype, xp)
                 if (n0, nb) in self.kept_tiles:
                     v, v_mats = self.kept_tiles.pop((n0, nb))
                 else:
-                    v, v_mats = _tile_rows("winograd_v", c, nb * th * tw, x.dtype, xp)
-                    kernels.winograd_input(x[n0:n0 + nb], v, ph, pw, th, tw)
-                kernels.winograd_output_adjoint(gy[n0:n0 + nb], dm, th, tw)
+                    v, v_mats = _tile_rows("winograd_v", c, nb * th * pitch, x.dtype, xp)
+                    kernels.winograd_input(x[n0:n0 + nb], v, ph, pw, th, tw, pitch)
+                kernels.winograd_output_adjoint(gy[n0:n0 + nb], dm, th, tw, pitch)
                 du = xp.matmul(dm_mats, v_mats.transpose(0, 2, 1))
             if need_x:
                 _convolve(kernels, gy[n0:n0 + nb], u_flipped, gx[n0:n0 + nb], 2 - ph, 2 - pw)
