@@ -172,9 +172,12 @@ class Workspace:
 workspace = Workspace()
 
 
-# Upper bound (bytes) on one chunk's im2col workspace: a chunk's im2col, GEMM and col2im then stay
-# in the core's cache. Larger layers run in more batch chunks.
-workspace_limit = 2 * 2**20
+# Upper bound (bytes) on one chunk's im2col (or Winograd) workspace: a chunk's unfolding, GEMM and
+# folding then stay in the cache. Larger layers run in more batch chunks; smaller chunks pay more
+# per-chunk overhead (16 BLAS calls and three kernel calls for a Winograd chunk). Training steps
+# alternated in one process on the 2-core host, 2 MB -> 3 MB: ResNet-20 1.08x faster (1 MB:
+# 0.67x), VGG-16 1.12x, MobileNet unchanged; ResNet-20 inference 1.04x.
+workspace_limit = 3 * 2**20
 # A GPU has no cache to fit and pays a launch per kernel: its chunks are as large as memory allows.
 gpu_workspace_limit = 512 * 2**20
 
