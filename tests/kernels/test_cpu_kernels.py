@@ -5,6 +5,7 @@ gather, so they share no code or loop structure with the kernels. Shapes stay ti
 loops cheap; hypothesis covers odd sizes, non-square kernels, stride > kernel, padding up to half
 the kernel, dilation 1..3 and both float dtypes.
 """
+import contextlib
 import itertools
 
 import numba
@@ -17,6 +18,7 @@ from tinyconv.kernels.cpu import (add_relu, avg_pool_backward, avg_pool_forward,
                                   col2im_serial, depthwise_backward_input, depthwise_backward_weight,
                                   depthwise_forward, im2col, im2col_serial, max_pool_backward,
                                   max_pool_forward, relu_backward)
+from tinyconv.kernels.cpu import depthwise
 
 DTYPES = (np.float32, np.float64)
 # Kernels sum in a different order than the references; float32 gets float32-sized slack.
@@ -166,28 +168,47 @@ def depthwise_inputs(case, m, seed):
     return x, wt, gy, (sh, sw, ph, pw, dh, dw), (oh, ow)
 
 
+@contextlib.contextmanager
+def depthwise_strategy(strategy):
+    """"planes": every problem a plane at a time; "channels-last": every problem with one
+    output channel per input channel channels-last, however large its planes."""
+    saved = depthwise.CHANNELS_LAST_MAX_PLANE
+    depthwise.CHANNELS_LAST_MAX_PLANE = 0 if strategy == "planes" else 10**9
+    try:
+        yield
+    finally:
+        depthwise.CHANNELS_LAST_MAX_PLANE = saved
+
+
+DEPTHWISE_STRATEGIES = pytest.mark.parametrize("strategy", ["planes", "channels-last"])
+
+
+@DEPTHWISE_STRATEGIES
 @SETTINGS
-@given(depthwise_cases(multipliers=st.sampled_from([1, 2])))
-def test_depthwise_forward_matches_definition_for_multiplier_1_and_2(args):
+@given(args=depthwise_cases(multipliers=st.sampled_from([1, 2])))
+def test_depthwise_forward_matches_definition_for_multiplier_1_and_2(strategy, args):
     case, m, seed = args
     x, wt, _, conv, (oh, ow) = depthwise_inputs(case, m, seed)
     y = np.full((x.shape[0], wt.shape[0], oh, ow), np.nan, x.dtype)
-    depthwise_forward(x, wt, y, *conv)
+    with depthwise_strategy(strategy):
+        depthwise_forward(x, wt, y, *conv)
     expected = np.zeros(y.shape)
     for n, o, c, i, j, yy, z, h, w in depthwise_terms(x.shape, wt.shape, *conv, oh, ow):
         expected[n, o, yy, z] += float(wt[o, 0, i, j]) * float(x[n, c, h, w])
     np.testing.assert_allclose(y, expected, **TOL[x.dtype.type])
 
 
+@DEPTHWISE_STRATEGIES
 @SETTINGS
-@given(depthwise_cases())
-def test_depthwise_backward_matches_definition(args):
+@given(args=depthwise_cases())
+def test_depthwise_backward_matches_definition(strategy, args):
     case, m, seed = args
     x, wt, gy, conv, (oh, ow) = depthwise_inputs(case, m, seed)
     gx = np.full(x.shape, np.nan, x.dtype)
     gw = np.full(wt.shape, np.nan, x.dtype)
-    depthwise_backward_input(gy, wt, gx, *conv)
-    depthwise_backward_weight(gy, x, gw, *conv)
+    with depthwise_strategy(strategy):
+        depthwise_backward_input(gy, wt, gx, *conv)
+        depthwise_backward_weight(gy, x, gw, *conv)
     gx_expected, gw_expected = np.zeros(x.shape), np.zeros(wt.shape)
     for n, o, c, i, j, yy, z, h, w in depthwise_terms(x.shape, wt.shape, *conv, oh, ow):
         gx_expected[n, c, h, w] += float(wt[o, 0, i, j]) * float(gy[n, o, yy, z])
