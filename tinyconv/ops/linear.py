@@ -1,7 +1,10 @@
 """matmul (with batch broadcasting) and the fully connected layer linear(x, W, b) = x W^T + b."""
 import numpy as np
 
+from tinyconv import backend
 from tinyconv.autograd import Function
+from tinyconv.backend import array_module
+from tinyconv.ops.conv import _per_thread, _sum_in_chunk_order
 from tinyconv.ops.elementwise import sum_to
 from tinyconv.tensor import Tensor
 
@@ -49,19 +52,40 @@ class Linear(Function):
     """y = x W^T + b for x (N, in), W (out, in) (PyTorch's layout), b (out,).
 
     dx = gy W,  dW = gy^T x,  db = sum_n gy.
+
+    The rows of the batch are split over the CPU threads (``backend.map_chunks``), each chunk a
+    single-threaded GEMM, as in the conv ops. Handing the GEMM to BLAS's own threads instead
+    wakes workers that keep spinning after the call and take a core from the chunk threads of
+    the ops that follow: a pointwise conv's backward took 17-18 ms right after a small threaded
+    GEMM and 10 ms otherwise, and MobileNet's training step ran 1.07x faster without them.
     """
 
     def forward(self, x, w, b=None):
+        xp = array_module(x)
         self.x, self.w = x, w
-        y = x @ w.T
+        y = xp.empty((x.shape[0], w.shape[0]), dtype=x.dtype)
+
+        def rows(n0, nb, alone):
+            xp.matmul(x[n0:n0 + nb], w.T, out=y[n0:n0 + nb])
+
+        backend.map_chunks(rows, x.shape[0], _per_thread(x.shape[0], xp), xp)
         if b is not None:
             y += b
         return y
 
     def backward(self, gy):
+        xp = array_module(gy)
+        x, w = self.x, self.w
         need_x, need_w = self.needs_input_grad[:2]
-        gx = gy @ self.w if need_x else None
-        gw = gy.T @ self.x if need_w else None
+        gx = xp.empty(x.shape, dtype=x.dtype) if need_x else None
+
+        def rows(n0, nb, alone):
+            if need_x:
+                xp.matmul(gy[n0:n0 + nb], w, out=gx[n0:n0 + nb])
+            return gy[n0:n0 + nb].T @ x[n0:n0 + nb] if need_w else None
+
+        gw_parts = backend.map_chunks(rows, x.shape[0], _per_thread(x.shape[0], xp), xp)
+        gw = _sum_in_chunk_order(gw_parts) if need_w else None
         if len(self.needs_input_grad) == 2:
             return gx, gw
         return gx, gw, gy.sum(axis=0)
