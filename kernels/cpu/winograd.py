@@ -87,7 +87,14 @@ def winograd_input(x, v, ph, pw, th, tw, pitch):
     h_in, w_in = min(h, 2 * th + 2 - ph), min(w, 2 * tw + 2 - pw)  # rows/columns no tile reaches are skipped
     if pitch == tw:
         _input_by_rows(x, v, ph, pw, th, tw, h_in, w_in, tiles)
-        return
+    else:
+        _input_by_planes(x, v, ph, pw, th, pitch, h_in, w_in, tiles)
+
+
+@njit(inline="always", cache=True)
+def _input_by_planes(x, v, ph, pw, th, pitch, h_in, w_in, tiles):
+    """:func:`winograd_input` a plane at a time, for ``pitch == tw + 1``."""
+    n_img, channels = x.shape[:2]
     halves, poly = _polyphase_buffers(th, pitch, x.dtype)
     count = th * pitch
     for n in range(n_img):
@@ -155,8 +162,8 @@ def winograd_output(m, y, th, tw, pitch):
     """``Y = A^T M A``: ``m[xi, o*N*th*pitch + col]`` back to ``y`` (N, O, oh, ow), which is
     overwritten; the parts of edge tiles beyond (oh, ow) are dropped, and so are dummy tiles.
 
-    Always a tile row at a time: it reads M, fresh from the GEMMs and out of L2, and that
-    bounds it either way (a whole-plane version measured 1.3x slower)."""
+    Always a tile row at a time: reading M, fresh from the GEMMs and larger than L2, bounds it
+    either way (a whole-plane version measured 1.3x slower)."""
     n_img, channels, oh, ow = y.shape
     tiles = n_img * th * pitch
     pair = np.empty((2, 2 * tw), y.dtype)
@@ -186,45 +193,60 @@ def winograd_output(m, y, th, tw, pitch):
 @njit(nogil=True, cache=True)
 def winograd_output_adjoint(gy, dm, th, tw, pitch):
     """The adjoint of :func:`winograd_output`, ``dM = A dY A^T``: ``gy`` (N, O, oh, ow) to
-    ``dm[xi, o*N*th*pitch + col]``, the missing outputs of edge tiles counting as zero."""
-    n_img, channels, oh, ow = gy.shape
-    tiles = n_img * th * pitch
+    ``dm[xi, o*N*th*pitch + col]``, the missing outputs of edge tiles (and dummy tiles) counting
+    as zero. A = [[1, 0], [1, 1], [1, -1], [0, -1]]."""
+    tiles = gy.shape[0] * th * pitch
     if pitch == tw:
-        width = 2 * tw
-        padded = np.zeros((2 * th, width), gy.dtype)
-        rows = np.empty((4, width), gy.dtype)
-        for n in range(n_img):
-            for o in range(channels):
-                for r in range(oh):
-                    copy_row(padded[r, :ow], gy[n, o, r], 0, ow, 1, 0)
-                for ty in range(th):
-                    g0, g1 = padded[2 * ty], padded[2 * ty + 1]
-                    r0, r1, r2, r3 = rows[0], rows[1], rows[2], rows[3]
-                    for s in range(width):  # A dY: A = [[1, 0], [1, 1], [1, -1], [0, -1]]
-                        r0[s] = g0[s]
-                        r1[s] = g0[s] + g1[s]
-                        r2[s] = g0[s] - g1[s]
-                        r3[s] = -g1[s]
-                    start = o * tiles + n * th * tw + ty * tw
-                    for i in range(4):  # (A dY) A^T
-                        row = rows[i]
-                        d0 = dm[4 * i, start:start + tw]
-                        d1 = dm[4 * i + 1, start:start + tw]
-                        d2 = dm[4 * i + 2, start:start + tw]
-                        d3 = dm[4 * i + 3, start:start + tw]
-                        for t in range(tw):
-                            a, b = row[2 * t], row[2 * t + 1]
-                            d0[t] = a
-                            d1[t] = a + b
-                            d2[t] = a - b
-                            d3[t] = -b
-        return
+        _output_adjoint_by_rows(gy, dm, th, tw, tiles)
+    else:
+        _output_adjoint_by_planes(gy, dm, th, pitch, tiles)
+
+
+@njit(inline="always", cache=True)
+def _output_adjoint_by_rows(gy, dm, th, tw, tiles):
+    """:func:`winograd_output_adjoint` a tile row at a time, for ``pitch == tw``."""
+    n_img, channels, oh, ow = gy.shape
+    width = 2 * tw
+    padded = np.zeros((2 * th, width), gy.dtype)
+    rows = np.empty((4, width), gy.dtype)
+    for n in range(n_img):
+        for o in range(channels):
+            for r in range(oh):
+                copy_row(padded[r, :ow], gy[n, o, r], 0, ow, 1, 0)
+            for ty in range(th):
+                g0, g1 = padded[2 * ty], padded[2 * ty + 1]
+                r0, r1, r2, r3 = rows[0], rows[1], rows[2], rows[3]
+                for s in range(width):  # A dY
+                    r0[s] = g0[s]
+                    r1[s] = g0[s] + g1[s]
+                    r2[s] = g0[s] - g1[s]
+                    r3[s] = -g1[s]
+                start = o * tiles + n * th * tw + ty * tw
+                for i in range(4):  # (A dY) A^T
+                    row = rows[i]
+                    d0 = dm[4 * i, start:start + tw]
+                    d1 = dm[4 * i + 1, start:start + tw]
+                    d2 = dm[4 * i + 2, start:start + tw]
+                    d3 = dm[4 * i + 3, start:start + tw]
+                    for t in range(tw):
+                        a, b = row[2 * t], row[2 * t + 1]
+                        d0[t] = a
+                        d1[t] = a + b
+                        d2[t] = a - b
+                        d3[t] = -b
+
+
+@njit(inline="always", cache=True)
+def _output_adjoint_by_planes(gy, dm, th, pitch, tiles):
+    """:func:`winograd_output_adjoint` a plane at a time, for ``pitch == tw + 1``: dummy tiles
+    read the zero padding past ``ow``."""
+    n_img, channels, oh, ow = gy.shape
     halves, poly = _polyphase_buffers(th, pitch, gy.dtype)
     count = th * pitch
     g00, g01, g10, g11 = poly[0], poly[1], poly[2], poly[3]
     for n in range(n_img):
         for o in range(channels):
-            _split_plane(gy[n, o], oh, ow, 0, 0, halves, poly, th, pitch)  # dummy tiles read zeros
+            _split_plane(gy[n, o], oh, ow, 0, 0, halves, poly, th, pitch)
             start = o * tiles + n * count
             for i in range(4):
                 d0 = dm[4 * i, start:start + count]
@@ -232,8 +254,7 @@ def winograd_output_adjoint(gy, dm, th, tw, pitch):
                 d2 = dm[4 * i + 2, start:start + count]
                 d3 = dm[4 * i + 3, start:start + count]
                 for k in range(count):
-                    # row i of A dY, its two columns
-                    if i == 0:
+                    if i == 0:  # row i of A dY, its two columns (the test is hoisted out)
                         a, b = g00[k], g01[k]
                     elif i == 1:
                         a, b = g00[k] + g10[k], g01[k] + g11[k]
@@ -241,7 +262,7 @@ def winograd_output_adjoint(gy, dm, th, tw, pitch):
                         a, b = g00[k] - g10[k], g01[k] - g11[k]
                     else:
                         a, b = -g10[k], -g11[k]
-                    d0[k] = a
+                    d0[k] = a  # (A dY) A^T
                     d1[k] = a + b
                     d2[k] = a - b
                     d3[k] = -b

@@ -124,7 +124,7 @@ class WinogradConv2d(Conv2d):
         """Images per chunk: the transformed tiles of a chunk stay within the workspace limit."""
         xp = array_module(x)
         tiles = max(_tiles(h) * _pitch(_tiles(w_), xp) for h, w_ in planes)
-        return _batch_chunk(x.shape[0], 16 * sum(w.shape[:2]) * tiles * x.itemsize, array_module(x))
+        return _batch_chunk(x.shape[0], 16 * sum(w.shape[:2]) * tiles * x.itemsize, xp)
 
     def forward(self, x, w, b=None):
         xp = array_module(x)
