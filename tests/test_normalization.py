@@ -1,9 +1,12 @@
 """batch_norm and local_response_norm: definitions, finite differences, PyTorch, errors."""
+import contextlib
+
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
 import tinyconv
+from tinyconv.kernels.cpu import batch_norm as batch_norm_kernels
 from tinyconv.ops.lrn import local_response_norm
 from tinyconv.ops.normalization import batch_norm
 from tinyconv.ops.activation import relu
@@ -17,9 +20,30 @@ def stats(c):
     return tinyconv.tensor(np.zeros(c)), tinyconv.tensor(np.ones(c))
 
 
-@settings(max_examples=30)
-@given(st.one_of(shapes_4d, shapes_2d).filter(lambda s: np.prod(s) // s[1] >= 2), st.data())
-def test_training_forward_and_gradients(shape, data):
+@contextlib.contextmanager
+def kernel_loops(loops):
+    """The CPU kernels' two ways, forced: "per channel" loops or "per image" loops (the way of
+    tiny planes), whatever the plane size."""
+    saved = batch_norm_kernels.TINY_PLANE
+    batch_norm_kernels.TINY_PLANE = 0 if loops == "per channel" else 10**9
+    try:
+        yield
+    finally:
+        batch_norm_kernels.TINY_PLANE = saved
+
+
+LOOPS = pytest.mark.parametrize("loops", ["per channel", "per image"])
+
+
+@LOOPS
+@settings(max_examples=20)
+@given(shape=st.one_of(shapes_4d, shapes_2d).filter(lambda s: np.prod(s) // s[1] >= 2), data=st.data())
+def test_training_forward_and_gradients(loops, shape, data):
+    with kernel_loops(loops):
+        check_training_forward_and_gradients(shape, data)
+
+
+def check_training_forward_and_gradients(shape, data):
     x = data.draw(arrays(shape))
     c = shape[1]
     gamma, beta = np.linspace(0.5, 1.5, c), np.linspace(-1, 1, c)
@@ -32,13 +56,15 @@ def test_training_forward_and_gradients(shape, data):
     check_grad(lambda x, g, b: batch_norm(x, None, None, g, b, training=True), x, gamma, beta, atol=1e-4)
 
 
-@settings(max_examples=20)
-@given(shapes_4d, st.data())
-def test_eval_gradients(shape, data):
+@LOOPS
+@settings(max_examples=15)
+@given(shape=shapes_4d, data=st.data())
+def test_eval_gradients(loops, shape, data):
     x = data.draw(arrays(shape))
     c = shape[1]
     rm, rv = tinyconv.tensor(np.linspace(-0.5, 0.5, c)), tinyconv.tensor(np.linspace(0.5, 2.0, c))
-    check_grad(lambda x, g, b: batch_norm(x, rm, rv, g, b, training=False), x, np.ones(c) * 1.3, np.zeros(c) + 0.2)
+    with kernel_loops(loops):
+        check_grad(lambda x, g, b: batch_norm(x, rm, rv, g, b, training=False), x, np.ones(c) * 1.3, np.zeros(c) + 0.2)
 
 
 def kink_free_beta(scaled):
@@ -51,9 +77,15 @@ def kink_free_beta(scaled):
     return -(z[:, middle - 1] + z[:, middle]) / 2
 
 
-@settings(max_examples=30)
-@given(st.one_of(shapes_4d, shapes_2d).filter(lambda s: np.prod(s) // s[1] >= 2), st.data())
-def test_fused_relu_forward_and_gradients(shape, data):
+@LOOPS
+@settings(max_examples=20)
+@given(shape=st.one_of(shapes_4d, shapes_2d).filter(lambda s: np.prod(s) // s[1] >= 2), data=st.data())
+def test_fused_relu_forward_and_gradients(loops, shape, data):
+    with kernel_loops(loops):
+        check_fused_relu_forward_and_gradients(shape, data)
+
+
+def check_fused_relu_forward_and_gradients(shape, data):
     x = data.draw(distinct_arrays(shape))
     c = shape[1]
     axes = (0,) if len(shape) == 2 else (0, 2, 3)
@@ -73,9 +105,15 @@ def test_fused_relu_forward_and_gradients(shape, data):
     check_grad(lambda x, g, b: batch_norm(x, rm, rv, g, b, training=False, relu=True), x, gamma, eval_beta)
 
 
+@LOOPS
 @pytest.mark.parametrize("training", [True, False])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_fused_relu_equals_batch_norm_then_relu_exactly(training, dtype):
+def test_fused_relu_equals_batch_norm_then_relu_exactly(loops, training, dtype):
+    with kernel_loops(loops):
+        check_fused_relu_equals_batch_norm_then_relu_exactly(training, dtype)
+
+
+def check_fused_relu_equals_batch_norm_then_relu_exactly(training, dtype):
     rng = np.random.default_rng(3)
     x, gy = (rng.standard_normal((6, 5, 7, 3)).astype(dtype) for _ in range(2))
     gamma, beta = (rng.standard_normal(5).astype(dtype) for _ in range(2))
@@ -92,12 +130,14 @@ def test_fused_relu_equals_batch_norm_then_relu_exactly(training, dtype):
         np.testing.assert_array_equal(mine, reference)
 
 
-def test_statistics_of_values_far_from_zero():
+@LOOPS
+def test_statistics_of_values_far_from_zero(loops):
     # One-pass statistics must not cancel: mean 1e4, standard deviation 1e-2.
     rng = np.random.default_rng(4)
     x = (1e4 + 1e-2 * rng.standard_normal((16, 3, 8, 8))).astype(np.float32)
     rm, rv = stats(3)
-    batch_norm(tinyconv.tensor(x), rm, rv, training=True, momentum=1.0)
+    with kernel_loops(loops):
+        batch_norm(tinyconv.tensor(x), rm, rv, training=True, momentum=1.0)
     exact = x.astype(np.float64)
     np.testing.assert_allclose(rm.data, exact.mean(axis=(0, 2, 3)), rtol=1e-12)
     n = x.size // 3
