@@ -1,6 +1,6 @@
 """conv2d: forward against a loop written from the definition, gradients by finite differences,
 PyTorch parity, bad input."""
-import contextlib
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -187,16 +187,10 @@ def winograd_problems(draw):
                 dilation=(1, 1), groups=1)
 
 
-@contextlib.contextmanager
 def tile_layout(layout):
     """"tight": every plane laid out a tile row at a time; "dummies": every plane with a dummy
     tile ending each tile row (the whole-plane transforms), however short its rows."""
-    saved = winograd.WHOLE_PLANE_MIN_TILES
-    winograd.WHOLE_PLANE_MIN_TILES = 10**9 if layout == "tight" else 1
-    try:
-        yield
-    finally:
-        winograd.WHOLE_PLANE_MIN_TILES = saved
+    return mock.patch.object(winograd, "WHOLE_PLANE_MIN_TILES", 10**9 if layout == "tight" else 1)
 
 
 @pytest.mark.parametrize("layout", ["tight", "dummies"])

@@ -1,5 +1,5 @@
 """batch_norm and local_response_norm: definitions, finite differences, PyTorch, errors."""
-import contextlib
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -20,16 +20,10 @@ def stats(c):
     return tinyconv.tensor(np.zeros(c)), tinyconv.tensor(np.ones(c))
 
 
-@contextlib.contextmanager
 def kernel_loops(loops):
     """The CPU kernels' two ways, forced: "per channel" loops or "per image" loops (the way of
     tiny planes), whatever the plane size."""
-    saved = batch_norm_kernels.TINY_PLANE
-    batch_norm_kernels.TINY_PLANE = 0 if loops == "per channel" else 10**9
-    try:
-        yield
-    finally:
-        batch_norm_kernels.TINY_PLANE = saved
+    return mock.patch.object(batch_norm_kernels, "TINY_PLANE", 0 if loops == "per channel" else 10**9)
 
 
 LOOPS = pytest.mark.parametrize("loops", ["per channel", "per image"])

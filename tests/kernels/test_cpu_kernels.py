@@ -5,8 +5,8 @@ gather, so they share no code or loop structure with the kernels. Shapes stay ti
 loops cheap; hypothesis covers odd sizes, non-square kernels, stride > kernel, padding up to half
 the kernel, dilation 1..3 and both float dtypes.
 """
-import contextlib
 import itertools
+from unittest import mock
 
 import numba
 import numpy as np
@@ -168,16 +168,10 @@ def depthwise_inputs(case, m, seed):
     return x, wt, gy, (sh, sw, ph, pw, dh, dw), (oh, ow)
 
 
-@contextlib.contextmanager
 def depthwise_strategy(strategy):
     """"planes": every problem a plane at a time; "channels-last": every problem with one
     output channel per input channel channels-last, however large its planes."""
-    saved = depthwise.CHANNELS_LAST_MAX_PLANE
-    depthwise.CHANNELS_LAST_MAX_PLANE = 0 if strategy == "planes" else 10**9
-    try:
-        yield
-    finally:
-        depthwise.CHANNELS_LAST_MAX_PLANE = saved
+    return mock.patch.object(depthwise, "CHANNELS_LAST_MAX_PLANE", 0 if strategy == "planes" else 10**9)
 
 
 DEPTHWISE_STRATEGIES = pytest.mark.parametrize("strategy", ["planes", "channels-last"])
