@@ -34,20 +34,16 @@ LOOPS = pytest.mark.parametrize("loops", ["per channel", "per image"])
 @given(shape=st.one_of(shapes_4d, shapes_2d).filter(lambda s: np.prod(s) // s[1] >= 2), data=st.data())
 def test_training_forward_and_gradients(loops, shape, data):
     with kernel_loops(loops):
-        check_training_forward_and_gradients(shape, data)
-
-
-def check_training_forward_and_gradients(shape, data):
-    x = data.draw(arrays(shape))
-    c = shape[1]
-    gamma, beta = np.linspace(0.5, 1.5, c), np.linspace(-1, 1, c)
-    axes = (0,) if len(shape) == 2 else (0, 2, 3)
-    bshape = (1, c) + (1,) * (len(shape) - 2)
-    mean, var = x.mean(axis=axes, keepdims=True), x.var(axis=axes, keepdims=True)
-    expected = (x - mean) / np.sqrt(var + 1e-5) * gamma.reshape(bshape) + beta.reshape(bshape)
-    y = batch_norm(tinyconv.tensor(x), *stats(c), tinyconv.tensor(gamma), tinyconv.tensor(beta), training=True)
-    np.testing.assert_allclose(y.data, expected, rtol=1e-9, atol=1e-9)
-    check_grad(lambda x, g, b: batch_norm(x, None, None, g, b, training=True), x, gamma, beta, atol=1e-4)
+        x = data.draw(arrays(shape))
+        c = shape[1]
+        gamma, beta = np.linspace(0.5, 1.5, c), np.linspace(-1, 1, c)
+        axes = (0,) if len(shape) == 2 else (0, 2, 3)
+        bshape = (1, c) + (1,) * (len(shape) - 2)
+        mean, var = x.mean(axis=axes, keepdims=True), x.var(axis=axes, keepdims=True)
+        expected = (x - mean) / np.sqrt(var + 1e-5) * gamma.reshape(bshape) + beta.reshape(bshape)
+        y = batch_norm(tinyconv.tensor(x), *stats(c), tinyconv.tensor(gamma), tinyconv.tensor(beta), training=True)
+        np.testing.assert_allclose(y.data, expected, rtol=1e-9, atol=1e-9)
+        check_grad(lambda x, g, b: batch_norm(x, None, None, g, b, training=True), x, gamma, beta, atol=1e-4)
 
 
 @LOOPS
@@ -76,27 +72,23 @@ def kink_free_beta(scaled):
 @given(shape=st.one_of(shapes_4d, shapes_2d).filter(lambda s: np.prod(s) // s[1] >= 2), data=st.data())
 def test_fused_relu_forward_and_gradients(loops, shape, data):
     with kernel_loops(loops):
-        check_fused_relu_forward_and_gradients(shape, data)
+        x = data.draw(distinct_arrays(shape))
+        c = shape[1]
+        axes = (0,) if len(shape) == 2 else (0, 2, 3)
+        bshape = (1, c) + (1,) * (len(shape) - 2)
+        gamma = np.linspace(0.5, 1.5, c)
+        xhat = (x - x.mean(axis=axes, keepdims=True)) / np.sqrt(x.var(axis=axes, keepdims=True) + 1e-5)
+        beta = kink_free_beta(xhat * gamma.reshape(bshape))
+        y = batch_norm(tinyconv.tensor(x), None, None, tinyconv.tensor(gamma), tinyconv.tensor(beta), training=True,
+                       relu=True)
+        np.testing.assert_allclose(y.data, np.maximum(xhat * gamma.reshape(bshape) + beta.reshape(bshape), 0),
+                                   rtol=1e-9, atol=1e-9)
+        check_grad(lambda x, g, b: batch_norm(x, None, None, g, b, training=True, relu=True), x, gamma, beta, atol=1e-4)
 
-
-def check_fused_relu_forward_and_gradients(shape, data):
-    x = data.draw(distinct_arrays(shape))
-    c = shape[1]
-    axes = (0,) if len(shape) == 2 else (0, 2, 3)
-    bshape = (1, c) + (1,) * (len(shape) - 2)
-    gamma = np.linspace(0.5, 1.5, c)
-    xhat = (x - x.mean(axis=axes, keepdims=True)) / np.sqrt(x.var(axis=axes, keepdims=True) + 1e-5)
-    beta = kink_free_beta(xhat * gamma.reshape(bshape))
-    y = batch_norm(tinyconv.tensor(x), None, None, tinyconv.tensor(gamma), tinyconv.tensor(beta), training=True,
-                   relu=True)
-    np.testing.assert_allclose(y.data, np.maximum(xhat * gamma.reshape(bshape) + beta.reshape(bshape), 0),
-                               rtol=1e-9, atol=1e-9)
-    check_grad(lambda x, g, b: batch_norm(x, None, None, g, b, training=True, relu=True), x, gamma, beta, atol=1e-4)
-
-    rm, rv = tinyconv.tensor(np.linspace(-0.5, 0.5, c)), tinyconv.tensor(np.linspace(0.5, 2.0, c))
-    eval_beta = kink_free_beta((x - rm.data.reshape(bshape)) / np.sqrt(rv.data.reshape(bshape) + 1e-5)
-                               * gamma.reshape(bshape))
-    check_grad(lambda x, g, b: batch_norm(x, rm, rv, g, b, training=False, relu=True), x, gamma, eval_beta)
+        rm, rv = tinyconv.tensor(np.linspace(-0.5, 0.5, c)), tinyconv.tensor(np.linspace(0.5, 2.0, c))
+        eval_beta = kink_free_beta((x - rm.data.reshape(bshape)) / np.sqrt(rv.data.reshape(bshape) + 1e-5)
+                                   * gamma.reshape(bshape))
+        check_grad(lambda x, g, b: batch_norm(x, rm, rv, g, b, training=False, relu=True), x, gamma, eval_beta)
 
 
 @LOOPS
@@ -104,24 +96,20 @@ def check_fused_relu_forward_and_gradients(shape, data):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_fused_relu_equals_batch_norm_then_relu_exactly(loops, training, dtype):
     with kernel_loops(loops):
-        check_fused_relu_equals_batch_norm_then_relu_exactly(training, dtype)
-
-
-def check_fused_relu_equals_batch_norm_then_relu_exactly(training, dtype):
-    rng = np.random.default_rng(3)
-    x, gy = (rng.standard_normal((6, 5, 7, 3)).astype(dtype) for _ in range(2))
-    gamma, beta = (rng.standard_normal(5).astype(dtype) for _ in range(2))
-    results = []
-    for fused in (True, False):
-        leaves = [tinyconv.tensor(a, requires_grad=True) for a in (x, gamma, beta)]
-        rm, rv = stats(5)
-        rm.data, rv.data = rm.data.astype(dtype), rv.data.astype(dtype) + 0.5
-        y = batch_norm(leaves[0], rm, rv, leaves[1], leaves[2], training=training, relu=fused)
-        y = y if fused else relu(y)
-        y.backward(gy)
-        results.append([y.data, rm.data, rv.data] + [leaf.grad for leaf in leaves])
-    for mine, reference in zip(*results):
-        np.testing.assert_array_equal(mine, reference)
+        rng = np.random.default_rng(3)
+        x, gy = (rng.standard_normal((6, 5, 7, 3)).astype(dtype) for _ in range(2))
+        gamma, beta = (rng.standard_normal(5).astype(dtype) for _ in range(2))
+        results = []
+        for fused in (True, False):
+            leaves = [tinyconv.tensor(a, requires_grad=True) for a in (x, gamma, beta)]
+            rm, rv = stats(5)
+            rm.data, rv.data = rm.data.astype(dtype), rv.data.astype(dtype) + 0.5
+            y = batch_norm(leaves[0], rm, rv, leaves[1], leaves[2], training=training, relu=fused)
+            y = y if fused else relu(y)
+            y.backward(gy)
+            results.append([y.data, rm.data, rv.data] + [leaf.grad for leaf in leaves])
+        for mine, reference in zip(*results):
+            np.testing.assert_array_equal(mine, reference)
 
 
 @LOOPS
