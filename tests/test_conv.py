@@ -187,13 +187,18 @@ def winograd_problems(draw):
                 dilation=(1, 1), groups=1)
 
 
+LAYOUTS = ["f2-tight", "f2-dummies", "f4"]
+
+
 def tile_layout(layout):
-    """"tight": every plane laid out a tile row at a time; "dummies": every plane with a dummy
-    tile ending each tile row (the whole-plane transforms), however short its rows."""
-    return mock.patch.object(winograd, "WHOLE_PLANE_MIN_TILES", 10**9 if layout == "tight" else 1)
+    """Every plane, however narrow, through "f2-tight": F(2x2) a tile row at a time;
+    "f2-dummies": F(2x2) with a dummy tile ending each tile row (the whole-plane transforms);
+    "f4": F(4x4)."""
+    return mock.patch.multiple(winograd, F4_MIN_TILES=1 if layout == "f4" else 10**9,
+                               WHOLE_PLANE_MIN_TILES=1 if layout == "f2-dummies" else 10**9)
 
 
-@pytest.mark.parametrize("layout", ["tight", "dummies"])
+@pytest.mark.parametrize("layout", LAYOUTS)
 @settings(max_examples=30)
 @given(p=winograd_problems())
 def test_winograd_forward_matches_definition(layout, p):
@@ -204,7 +209,7 @@ def test_winograd_forward_matches_definition(layout, p):
     np.testing.assert_allclose(y.data, naive_conv2d(x, w, b, (1, 1), p["padding"], (1, 1), 1), rtol=1e-10, atol=1e-10)
 
 
-@pytest.mark.parametrize("layout", ["tight", "dummies"])
+@pytest.mark.parametrize("layout", LAYOUTS)
 @settings(max_examples=15)
 @given(p=winograd_problems())
 def test_winograd_gradients(layout, p):
@@ -263,11 +268,17 @@ def test_winograd_kept_tiles_give_the_same_gradients(monkeypatch, padding):
         np.testing.assert_array_equal(kept, recomputed)
 
 
+def test_winograd_takes_f4_on_wide_planes_only():
+    assert winograd.tiling(4 * winograd.F4_MIN_TILES) is winograd.F4
+    assert winograd.tiling(4 * winograd.F4_MIN_TILES - 4) is winograd.F2
+
+
 @pytest.mark.torch
 @pytest.mark.parametrize("padding", [0, 1, 2, (1, 0)])
-def test_winograd_matches_pytorch_float32(torch, padding):
+@pytest.mark.parametrize("size", [(13, 10), (11, 30)], ids=["F2x2", "F4x4"])
+def test_winograd_matches_pytorch_float32(torch, padding, size):
     rng = np.random.default_rng(2)
-    x = rng.standard_normal((3, 16, 13, 10)).astype(np.float32)
+    x = rng.standard_normal((3, 16, *size)).astype(np.float32)
     w = rng.standard_normal((24, 16, 3, 3)).astype(np.float32) * 0.2
     b = rng.standard_normal(24).astype(np.float32)
     tx, tw, tb = (torch.tensor(a, requires_grad=True) for a in (x, w, b))

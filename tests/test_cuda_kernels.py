@@ -162,41 +162,63 @@ def test_serial_twins_are_the_same_kernels():
 # --- Winograd tile transforms ---------------------------------------------------------------
 
 @st.composite
-def winograd_cases(draw):
-    """(n, c, h, w, ph, pw, th, tw, pitch): a 3x3 stride-1 conv with at least one output, its
-    tile rows laid out tight or with a dummy tile at their end."""
+def winograd_cases(draw, m):
+    """(n, c, h, w, ph, pw, th, tw, pitch): a 3x3 stride-1 conv with at least one output in
+    m x m tiles, its tile rows laid out tight or with a dummy tile at their end."""
     ph, pw = draw(st.integers(0, 2)), draw(st.integers(0, 2))
-    h, w = draw(st.integers(max(1, 3 - 2 * ph), 9)), draw(st.integers(max(1, 3 - 2 * pw), 9))
-    th, tw = (h + 2 * ph - 1) // 2, (w + 2 * pw - 1) // 2
+    h, w = draw(st.integers(max(1, 3 - 2 * ph), 13)), draw(st.integers(max(1, 3 - 2 * pw), 13))
+    th, tw = -(-(h + 2 * ph - 2) // m), -(-(w + 2 * pw - 2) // m)
     return (draw(st.integers(1, 3)), draw(st.integers(1, 3)), h, w, ph, pw, th, tw, tw + draw(st.integers(0, 1)))
 
 
+def real_tiles(rows, tiles_shape, tw):
+    """The entries of real tiles in a transformed layout, as (P, C*N*th, tw)."""
+    return rows[:, :np.prod(tiles_shape)].reshape(rows.shape[0], -1, tiles_shape[-1])[:, :, :tw]
+
+
+@pytest.mark.parametrize("prefix, m", [("winograd", 2), ("winograd4", 4)], ids=["F2x2", "F4x4"])
 @SETTINGS
-@given(winograd_cases(), dtypes, seeds)
-def test_winograd_transforms_match_the_cpu_exactly(gpu, case, dtype, seed):
-    """Each kernel computes every tile with the same additions in the same order; the rows of
-    the (16, L) layout are longer than the tiles, and the tail must stay untouched. What the
-    input transform writes into dummy tiles is left unspecified, so only real tiles compare."""
-    n, c, h, w, ph, pw, th, tw, pitch = case
+@given(data=st.data(), dtype=dtypes, seed=seeds)
+def test_winograd_transforms_match_the_cpu_exactly(gpu, prefix, m, data, dtype, seed):
+    """Each kernel computes every tile with the same operations in the same order; the rows of
+    the (P, L) layout are longer than the tiles, and the tail must stay untouched. What the
+    input transform writes into dummy tiles is left unspecified, so only real tiles compare.
+    The CPU's F(4x4) kernels always take a dummy tile: a tight GPU layout compares with their
+    real tiles."""
+    n, c, h, w, ph, pw, th, tw, pitch = data.draw(winograd_cases(m))
+    cpu_pitch = tw + 1 if m == 4 else pitch
     rng = np.random.default_rng(seed)
     x = random(rng, (n, c, h, w), dtype)
     gy = random(rng, (n, c, h + 2 * ph - 2, w + 2 * pw - 2), dtype)
-    length = c * n * th * pitch
-    tiles = (16, length + 5)
-    m = random(rng, tiles, dtype)
-    for kernel, inputs, out_shape in (("winograd_input", (x,), tiles),
-                                      ("winograd_output_adjoint", (gy,), tiles),
-                                      ("winograd_output", (m,), gy.shape)):
-        out, expected = unwritten(out_shape, dtype), unwritten(out_shape, dtype)
-        padding = (ph, pw) if kernel == "winograd_input" else ()
+    products = (m + 2) ** 2
+    length, cpu_length = c * n * th * pitch, c * n * th * cpu_pitch
+    m_real = random(rng, (products, c * n * th, tw), dtype)  # the output transform's input
+
+    def layout(p):  # m_real in a layout of pitch p, dummies random, 5 entries of tail
+        rows = random(rng, (products, c * n * th * p + 5), dtype)
+        rows[:, :c * n * th * p].reshape(products, c * n * th, p)[:, :, :tw] = m_real
+        return rows
+
+    for step, inputs, cpu_inputs, shape, cpu_shape in (
+            ("input", (x,), (x,), (products, length + 5), (products, cpu_length + 5)),
+            ("output_adjoint", (gy,), (gy,), (products, length + 5), (products, cpu_length + 5)),
+            ("output", (layout(pitch),), (layout(cpu_pitch),), gy.shape, gy.shape)):
+        kernel = f"{prefix}_{step}"
+        out, expected = unwritten(shape, dtype), unwritten(cpu_shape, dtype)
+        padding = (ph, pw) if step == "input" else ()
         getattr(gpu, kernel)(*inputs, out, *padding, th, tw, pitch)
-        getattr(cpu, kernel)(*inputs, expected, *padding, th, tw, pitch)
-        if kernel == "winograd_input":
-            for array in (out, expected):
-                dummies = array[:, :length].reshape(16, c * n * th, pitch)[:, :, tw:]
-                assert np.isfinite(dummies).all(), kernel
-                dummies[...] = 0
-        np.testing.assert_array_equal(out, expected, err_msg=kernel)
+        getattr(cpu, kernel)(*cpu_inputs, expected, *padding, th, tw, cpu_pitch)
+        if step == "output":
+            np.testing.assert_array_equal(out, expected, err_msg=kernel)
+            continue
+        np.testing.assert_array_equal(real_tiles(out, (c * n * th, pitch), tw),
+                                      real_tiles(expected, (c * n * th, cpu_pitch), tw), err_msg=kernel)
+        for array, tiles_length in ((out, length), (expected, cpu_length)):
+            np.testing.assert_array_equal(array[:, tiles_length:], unwritten(shape, dtype)[:, -5:], err_msg=kernel)
+            dummies = array[:, :tiles_length].reshape(products, c * n * th, -1)[:, :, tw:]
+            assert np.isfinite(dummies).all(), kernel
+            if step == "output_adjoint":
+                assert not dummies.any(), kernel
 
 
 # --- depthwise ----------------------------------------------------------------------------

@@ -174,7 +174,7 @@ workspace = Workspace()
 
 # Upper bound (bytes) on one chunk's im2col (or Winograd) workspace: a chunk's unfolding, GEMM and
 # folding then stay in the cache. Larger layers run in more batch chunks; smaller chunks pay more
-# per-chunk overhead (16 BLAS calls and three kernel calls for a Winograd chunk). Training steps
+# per-chunk overhead (16 or 36 BLAS calls and three kernel calls for a Winograd chunk). Training steps
 # alternated in one process on the 2-core host, 2 MB -> 3 MB: ResNet-20 1.08x faster (1 MB:
 # 0.67x), VGG-16 1.12x, MobileNet unchanged; ResNet-20 inference 1.04x.
 workspace_limit = 3 * 2**20

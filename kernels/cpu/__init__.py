@@ -85,6 +85,7 @@ from .pool import (avg_pool_backward, avg_pool_forward, max_pool_backward,  # no
                    max_pool_forward)
 from .residual import add_relu, relu_backward  # noqa: E402
 from .winograd import winograd_input, winograd_output, winograd_output_adjoint  # noqa: E402
+from .winograd4 import winograd4_input, winograd4_output, winograd4_output_adjoint  # noqa: E402
 
 __all__ = [
     "channel_mean_var", "channel_affine", "channel_grad_sums", "channel_affine2",
@@ -93,5 +94,6 @@ __all__ = [
     "max_pool_forward", "max_pool_backward", "avg_pool_forward", "avg_pool_backward",
     "add_relu", "relu_backward",
     "winograd_input", "winograd_output", "winograd_output_adjoint",
+    "winograd4_input", "winograd4_output", "winograd4_output_adjoint",
     "choose_threading_layer",
 ]

@@ -25,7 +25,7 @@ import numpy as np
 OPTIONS = ("--std=c++14",)
 
 # The kernel files, each compiled on its own the first time one of its kernels runs.
-SOURCES = ("im2col.cu", "winograd.cu", "depthwise.cu", "pool.cu", "residual.cu", "batch_norm.cu")
+SOURCES = ("im2col.cu", "winograd.cu", "winograd4.cu", "depthwise.cu", "pool.cu", "residual.cu", "batch_norm.cu")
 
 _SUFFIXES = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
 _LOCAL_INCLUDE = re.compile(r'^#include "([\w.]+)"[ \t]*$', re.MULTILINE)
@@ -124,30 +124,45 @@ class CudaKernels:
     im2col_serial = im2col
     col2im_serial = col2im
 
-    # --- Winograd F(2x2, 3x3) tile transforms; transformed tiles are rows of a (16, L) array ---
+    # --- Winograd tile transforms; transformed tiles are rows of a (16, L) array for F(2x2, 3x3),
+    # (36, L) for F(4x4, 3x3) ---
 
-    def _tile_transform(self, name, arrays, image_shape, row_length, th, pitch, padding=()):
-        """Launch transform ``name`` on ``arrays`` (in kernel order), one thread per tile of the
-        (N, C, th, pitch) tiles of images of ``image_shape``; tile rows are ``row_length`` apart.
-        A tile column past the plane's last (a dummy, when pitch > tw) is a tile like the others
-        whose window lies past the edge: the kernels need not tell them apart."""
+    def _tile_transform(self, file, name, arrays, image_shape, row_length, th, pitch, padding=()):
+        """Launch transform ``name`` of ``file`` on ``arrays`` (in kernel order), one thread per
+        tile of the (N, C, th, pitch) tiles of images of ``image_shape``; tile rows are
+        ``row_length`` apart. A tile column past the plane's last (a dummy, when pitch > tw) is a
+        tile like the others whose window lies past the edge: the kernels need not tell them apart."""
         suffix = _suffix(name, arrays)
-        self._launch("winograd.cu", f"{name}_{suffix}", image_shape[0] * image_shape[1] * th * pitch,
+        self._launch(file, f"{name}_{suffix}", image_shape[0] * image_shape[1] * th * pitch,
                      (*arrays, *_int32(*image_shape), np.int64(row_length), *_int32(*padding, th, pitch)))
 
     def winograd_input(self, x, v, ph, pw, th, tw, pitch):
         """``v[xi, c*N*th*pitch + (n*th + ty)*pitch + tx]`` = ``(B^T d B)[xi]`` for the 4x4 tile
         of ``x`` (N, C, H, W) at padded rows 2ty.., columns 2tx.. (zero padding ph, pw)."""
-        self._tile_transform("winograd_input", (x, v), x.shape, v.shape[1], th, pitch, (ph, pw))
+        self._tile_transform("winograd.cu", "winograd_input", (x, v), x.shape, v.shape[1], th, pitch, (ph, pw))
 
     def winograd_output(self, m, y, th, tw, pitch):
         """``y`` (N, O, oh, ow), overwritten, = ``A^T M A`` of every tile of ``m``'s layout."""
-        self._tile_transform("winograd_output", (m, y), y.shape, m.shape[1], th, pitch)
+        self._tile_transform("winograd.cu", "winograd_output", (m, y), y.shape, m.shape[1], th, pitch)
 
     def winograd_output_adjoint(self, gy, dm, th, tw, pitch):
         """``dm``, in :meth:`winograd_input`'s layout, = ``A dY A^T`` for every 2x2 tile of
         ``gy`` (N, O, oh, ow), zero past its edges (so zero for dummy tiles)."""
-        self._tile_transform("winograd_output_adjoint", (gy, dm), gy.shape, dm.shape[1], th, pitch)
+        self._tile_transform("winograd.cu", "winograd_output_adjoint", (gy, dm), gy.shape, dm.shape[1], th, pitch)
+
+    def winograd4_input(self, x, v, ph, pw, th, tw, pitch):
+        """:meth:`winograd_input` for F(4x4, 3x3): the 6x6 tile at padded rows 4ty.., columns
+        4tx.. into the 36 rows of ``v``."""
+        self._tile_transform("winograd4.cu", "winograd4_input", (x, v), x.shape, v.shape[1], th, pitch, (ph, pw))
+
+    def winograd4_output(self, m, y, th, tw, pitch):
+        """:meth:`winograd_output` for F(4x4, 3x3): 4x4 output tiles from the 36 rows of ``m``."""
+        self._tile_transform("winograd4.cu", "winograd4_output", (m, y), y.shape, m.shape[1], th, pitch)
+
+    def winograd4_output_adjoint(self, gy, dm, th, tw, pitch):
+        """:meth:`winograd_output_adjoint` for F(4x4, 3x3): every 4x4 tile of ``gy`` into the 36
+        rows of ``dm``."""
+        self._tile_transform("winograd4.cu", "winograd4_output_adjoint", (gy, dm), gy.shape, dm.shape[1], th, pitch)
 
     # --- depthwise convolution ---
 

@@ -74,6 +74,29 @@ __device__ inline void windows_containing(int q, int kernel, int stride, int pad
     *last = min((q + pad) / stride + 1, out_size);
 }
 
+// A Winograd tile (kernels/cuda/winograd*.cu): the one of flat index `index` over (N, C, th, tw),
+// its image-and-channel plane, tile row and column, and its column c*N*th*tw + (n*th + ty)*tw + tx
+// in the transformed layout (rows of one tile position xi, channel by channel).
+struct Tile {
+    long long plane;
+    int ty;
+    int tx;
+    long long column;
+};
+
+__device__ inline Tile locate_tile(long long index, int channels, int n_img, int th, int tw)
+{
+    const PlanePoint p = locate(index, th, tw);
+    Tile t;
+    t.plane = p.plane;
+    t.ty = p.row;
+    t.tx = p.col;
+    const long long n = p.plane / channels;
+    const long long c = p.plane - n * channels;
+    t.column = c * n_img * th * tw + (n * th + t.ty) * tw + t.tx;
+    return t;
+}
+
 // -inf; NVRTC rejects INFINITY and there is no <cmath> to take it from.
 template <typename T> __device__ inline T minus_infinity();
 template <> __device__ inline float minus_infinity<float>()

@@ -1,31 +1,9 @@
 // The tile transforms of Winograd's F(2x2, 3x3), twins of kernels/cpu/winograd.py (the matrices
-// and the layout are explained there). One thread per tile: tile t of image n, tile row ty,
-// column tx, in the plane of channel c, is column c*tiles + (n*th + ty)*tw + tx of the (16, L)
-// array of transformed tiles, whose rows are `row_length` = L apart. `tw` here is the layout's
-// pitch: a dummy tile ending each tile row is a tile whose window lies past the plane's edge.
+// and the layout are explained there). One thread per tile (see Tile in common.cuh), whose
+// column of the (16, L) array of transformed tiles is `t.column`; the rows are `row_length` = L
+// apart. `tw` here is the layout's pitch: a dummy tile ending each tile row is a tile whose
+// window lies past the plane's edge.
 #include "common.cuh"
-
-// The tile of flat index `index` over (N, C, th, tw): its image-and-channel plane, tile row and
-// column, and its column in the transformed layout.
-struct Tile {
-    long long plane;
-    int ty;
-    int tx;
-    long long column;
-};
-
-__device__ inline Tile locate_tile(long long index, int channels, int n_img, int th, int tw)
-{
-    const PlanePoint p = locate(index, th, tw);
-    Tile t;
-    t.plane = p.plane;
-    t.ty = p.row;
-    t.tx = p.col;
-    const long long n = p.plane / channels;
-    const long long c = p.plane - n * channels;
-    t.column = c * n_img * th * tw + (n * th + t.ty) * tw + t.tx;
-    return t;
-}
 
 // winograd_input: v[xi, column] = (B^T d B)[xi], d the tile's 4x4 input window (zero outside x).
 #define DEFINE_WINOGRAD_INPUT(T, SUFFIX)                                                           \
