@@ -14,18 +14,22 @@ A 3x3 stride-1 convolution computes each 4x4 output tile from a 6x6 input tile `
 (interpolation points 0, 1, -1, 2, -2 and infinity). Against F(2x2, 3x3) (``winograd.py``, whose
 layout this file shares with 36 rows instead of 16: tile ``xi = 6*i + j`` in row ``xi``) it needs
 1.78x fewer multiplies per output and transforms 2.25 values per input pixel instead of 4, but its
-tiles are 4 pixels wide: on narrow planes a plane's loops get too short to vectorise, which is why
-the op uses it only on wide ones.
+tiles are 4 pixels wide: a plane of 4 pixels or fewer across is one tile (plus its dummy) of
+mostly padding, which is why the op keeps F(2x2) for those.
 
-Each tile row ends with a dummy tile (``pitch > tw``), and every transform runs a whole plane per
-unit-stride loop: the plane, zero-padded, is split into 16 polyphase components
-(``poly[4a + b][y*pitch + s] = padded[4y + a, 4s + b]``), and tile ``k = ty*pitch + tx`` then
-finds its row ``r``, column ``q`` in component ``(r % 4, q % 4)`` at ``k + (r // 4)*pitch +
-q // 4``, the same offset for every tile. Each transform is two such loops per plane, over the
-columns of the tile and then its rows, through a scratch array of one plane's partial results.
-What the input transform writes into dummy tiles is finite and unspecified, the output transform
-drops them, and its adjoint writes zeros there, so they add nothing to the weight gradient; they
-cost the GEMMs ``1/tw`` more columns.
+Each tile row ends with a dummy tile (``pitch > tw``), which makes every transform a few
+unit-stride loops over a channel's tiles in all the images of the chunk, ``N*th*pitch`` long
+(LLVM vectorises only loops longer than a few vectors, and reads 2 or 4 apart cost several times
+what unit-stride ones do). Each plane, zero-padded, is split into 16 polyphase components,
+``P[4a + b][y*pitch + s] = padded[4y + a, 4s + b]`` for the tile rows ``y < th``, and 8 more,
+``D[4a + b]``, that hold the same for ``y + 1`` and a < 2 (the bottom rows of a tile, which
+would otherwise reach into the next image's components). Then tile ``k = ty*pitch + tx`` finds
+its row ``r``, column ``q`` at index ``k + q // 4`` of component ``4*(r % 4) + q % 4`` of P, or
+of D for r >= 4: the same offset for every tile of every image. Each transform is two such loops,
+over the columns of the tile and then its rows, through a scratch array of partial results. What
+the input transform writes into dummy tiles is finite and unspecified, the output transform drops
+them, and its adjoint writes zeros there, so they add nothing to the weight gradient; they cost
+the GEMMs ``1/tw`` more columns.
 
 The kernels run on the calling thread without the GIL: the conv op hands each core its own batch
 chunk.
@@ -61,34 +65,54 @@ def _a(g0, g1, g2, g3):
     return g0, even + odd, even - odd, even4 + odd4, even4 - odd4, g3
 
 
-@njit(inline="always", cache=True)
-def _polyphase_buffers(th, pitch, dtype):
-    """Zeroed scratch for one plane of ``th + 1`` polyphase rows: (4, ...) for its rows by
-    ``row % 4``, each polyphase row ``4*pitch`` wide, and (16, ...) for the components
-    ``4*(row % 4) + column % 4``, with room past the end for the last dummy tile's reads."""
-    length = (th + 1) * pitch + 1
-    return np.zeros((4, 4 * length), dtype), np.zeros((16, length), dtype)
+# Each loop runs over a channel's tiles in a group of images, at least this many tiles long when
+# the chunk has the images: long enough to vectorise, short enough for the scratch arrays to stay
+# in L1/L2.
+GROUP_TILES = 128
 
 
 @njit(inline="always", cache=True)
-def _split_plane(plane, rows, cols, row0, col0, quarters, poly, pitch):
+def _images_per_group(n_img, count):
+    return max(1, min(n_img, -(-GROUP_TILES // count)))
+
+
+@njit(inline="always", cache=True)
+def _groups(channels, n_img, group):
+    """(channel, first image, images) of every group, channel by channel."""
+    spans = []
+    for c in range(channels):
+        for n0 in range(0, n_img, group):
+            spans.append((c, n0, min(group, n_img - n0)))
+    return spans
+
+
+@njit(inline="always", cache=True)
+def _split_plane(plane, rows, cols, row0, col0, quarters, p, d, start, th, pitch):
     """``plane[:rows, :cols]`` placed at (row0, col0) of a zero-padded plane, split into
-    ``poly[4a + b][y*pitch + s] = padded[4y + a, 4s + b]``. Everything outside the placed
-    rectangle keeps the zeros it was allocated with."""
+    ``p[4a + b][start + y*pitch + s] = padded[4y + a, 4s + b]`` for y < th and, where ``d`` has
+    rows (a < 2), ``d[4a + b][start + y*pitch + s]`` for y + 1. ``quarters`` (4, 4*(th + 1)*pitch)
+    holds the padded rows by ``row % 4``, each polyphase row ``4*pitch`` wide: zeros outside the
+    placed rectangle, which every plane keeps."""
     for r in range(rows):
         padded_row = r + row0
-        start = (padded_row // 4) * 4 * pitch + col0
-        dst, src = quarters[padded_row % 4, start:start + cols], plane[r]
+        first = (padded_row // 4) * 4 * pitch + col0
+        dst, src = quarters[padded_row % 4, first:first + cols], plane[r]
         for q in range(cols):
             dst[q] = src[q]
+    count = th * pitch
     for a in range(4):
-        src = quarters[a]
-        p0, p1, p2, p3 = poly[4 * a], poly[4 * a + 1], poly[4 * a + 2], poly[4 * a + 3]
-        for k in range(poly.shape[1]):
-            p0[k] = src[4 * k]
-            p1[k] = src[4 * k + 1]
-            p2[k] = src[4 * k + 2]
-            p3[k] = src[4 * k + 3]
+        for down in range(2 if a < d.shape[0] // 4 else 1):
+            src = quarters[a, 4 * down * pitch:]
+            out = p if down == 0 else d
+            p0 = out[4 * a, start:start + count]
+            p1 = out[4 * a + 1, start:start + count]
+            p2 = out[4 * a + 2, start:start + count]
+            p3 = out[4 * a + 3, start:start + count]
+            for k in range(count):
+                p0[k] = src[4 * k]
+                p1[k] = src[4 * k + 1]
+                p2[k] = src[4 * k + 2]
+                p3[k] = src[4 * k + 3]
 
 
 @njit(nogil=True, cache=True)
@@ -97,31 +121,36 @@ def winograd4_input(x, v, ph, pw, th, tw, pitch):
     ``v[xi, c*N*th*pitch + col]``, tile (ty, tx) reading padded rows 4ty..4ty+5, columns
     4tx..4tx+5. Requires ``pitch > tw``."""
     n_img, channels, h, w = x.shape
-    tiles, count = n_img * th * pitch, th * pitch
+    count = th * pitch
+    tiles = n_img * count
     h_in, w_in = min(h, 4 * th + 2 - ph), min(w, 4 * tw + 2 - pw)  # rows/columns no tile reaches are skipped
-    quarters, poly = _polyphase_buffers(th, pitch, x.dtype)
-    bt_d = np.empty((36, count), x.dtype)  # B^T d: row 6i + q holds entry (i, q) of every tile
-    for n in range(n_img):
-        for c in range(channels):
-            _split_plane(x[n, c], h_in, w_in, ph, pw, quarters, poly, pitch)
-            for q in range(6):  # B^T times each column q of the tile
-                phase, right = q % 4, q // 4
-                d0, d1 = poly[phase, right:], poly[4 + phase, right:]
-                d2, d3 = poly[8 + phase, right:], poly[12 + phase, right:]
-                d4, d5 = poly[phase, pitch + right:], poly[4 + phase, pitch + right:]
-                t0, t1, t2, t3, t4, t5 = bt_d[q], bt_d[6 + q], bt_d[12 + q], bt_d[18 + q], bt_d[24 + q], bt_d[30 + q]
-                for k in range(count):
-                    r0, r1, r2, r3, r4, r5 = _bt(d0[k], d1[k], d2[k], d3[k], d4[k], d5[k])
-                    t0[k], t1[k], t2[k], t3[k], t4[k], t5[k] = r0, r1, r2, r3, r4, r5
-            start = c * tiles + n * count
-            for i in range(6):  # each row i of B^T d times B
-                e0, e1, e2, e3, e4, e5 = bt_d[6 * i], bt_d[6 * i + 1], bt_d[6 * i + 2], bt_d[6 * i + 3], bt_d[6 * i + 4], bt_d[6 * i + 5]
-                v0, v1 = v[6 * i, start:start + count], v[6 * i + 1, start:start + count]
-                v2, v3 = v[6 * i + 2, start:start + count], v[6 * i + 3, start:start + count]
-                v4, v5 = v[6 * i + 4, start:start + count], v[6 * i + 5, start:start + count]
-                for k in range(count):
-                    r0, r1, r2, r3, r4, r5 = _bt(e0[k], e1[k], e2[k], e3[k], e4[k], e5[k])
-                    v0[k], v1[k], v2[k], v3[k], v4[k], v5[k] = r0, r1, r2, r3, r4, r5
+    group = _images_per_group(n_img, count)
+    quarters = np.zeros((4, 4 * (th + 1) * pitch), x.dtype)
+    # zeros: a group's last dummy tile reads one entry past its tiles
+    p, d = np.zeros((16, group * count + 1), x.dtype), np.zeros((8, group * count + 1), x.dtype)
+    bt_d = np.empty((36, group * count), x.dtype)  # B^T d: row 6i + q holds entry (i, q) of every tile
+    for c, n0, images in _groups(channels, n_img, group):
+        for n in range(images):
+            _split_plane(x[n0 + n, c], h_in, w_in, ph, pw, quarters, p, d, n * count, th, pitch)
+        tiles_here = images * count
+        for q in range(6):  # B^T times each column q of the tile
+            phase, right = q % 4, q // 4
+            d0, d1 = p[phase, right:], p[4 + phase, right:]
+            d2, d3 = p[8 + phase, right:], p[12 + phase, right:]
+            d4, d5 = d[phase, right:], d[4 + phase, right:]
+            t0, t1, t2, t3, t4, t5 = bt_d[q], bt_d[6 + q], bt_d[12 + q], bt_d[18 + q], bt_d[24 + q], bt_d[30 + q]
+            for k in range(tiles_here):
+                r0, r1, r2, r3, r4, r5 = _bt(d0[k], d1[k], d2[k], d3[k], d4[k], d5[k])
+                t0[k], t1[k], t2[k], t3[k], t4[k], t5[k] = r0, r1, r2, r3, r4, r5
+        start = c * tiles + n0 * count
+        for i in range(6):  # each row i of B^T d times B
+            e0, e1, e2, e3, e4, e5 = bt_d[6 * i], bt_d[6 * i + 1], bt_d[6 * i + 2], bt_d[6 * i + 3], bt_d[6 * i + 4], bt_d[6 * i + 5]
+            v0, v1 = v[6 * i, start:start + tiles_here], v[6 * i + 1, start:start + tiles_here]
+            v2, v3 = v[6 * i + 2, start:start + tiles_here], v[6 * i + 3, start:start + tiles_here]
+            v4, v5 = v[6 * i + 4, start:start + tiles_here], v[6 * i + 5, start:start + tiles_here]
+            for k in range(tiles_here):
+                r0, r1, r2, r3, r4, r5 = _bt(e0[k], e1[k], e2[k], e3[k], e4[k], e5[k])
+                v0[k], v1[k], v2[k], v3[k], v4[k], v5[k] = r0, r1, r2, r3, r4, r5
 
 
 @njit(nogil=True, cache=True)
@@ -129,30 +158,32 @@ def winograd4_output(m, y, th, tw, pitch):
     """``Y = A^T M A``: ``m[xi, o*N*th*pitch + col]`` back to ``y`` (N, O, oh, ow), which is
     overwritten; the parts of edge tiles beyond (oh, ow) are dropped, and so are dummy tiles."""
     n_img, channels, oh, ow = y.shape
-    tiles, count = n_img * th * pitch, th * pitch
-    quarters, _ = _polyphase_buffers(th, pitch, y.dtype)
-    at_m = np.empty((24, count), y.dtype)  # A^T M: row 6a + j holds entry (a, j) of every tile
-    for n in range(n_img):
-        for o in range(channels):
-            start = o * tiles + n * count
-            for j in range(6):  # A^T times each column j of the tile
-                e0, e1 = m[j, start:start + count], m[6 + j, start:start + count]
-                e2, e3 = m[12 + j, start:start + count], m[18 + j, start:start + count]
-                e4, e5 = m[24 + j, start:start + count], m[30 + j, start:start + count]
-                s0, s1, s2, s3 = at_m[j], at_m[6 + j], at_m[12 + j], at_m[18 + j]
-                for k in range(count):
-                    r0, r1, r2, r3 = _at(e0[k], e1[k], e2[k], e3[k], e4[k], e5[k])
-                    s0[k], s1[k], s2[k], s3[k] = r0, r1, r2, r3
-            for a in range(4):  # each row a of A^T M times A, into output rows 4ty + a
-                e0, e1, e2, e3, e4, e5 = at_m[6 * a], at_m[6 * a + 1], at_m[6 * a + 2], at_m[6 * a + 3], at_m[6 * a + 4], at_m[6 * a + 5]
-                out = quarters[a]
-                for k in range(count):
-                    r0, r1, r2, r3 = _at(e0[k], e1[k], e2[k], e3[k], e4[k], e5[k])
-                    out[4 * k], out[4 * k + 1], out[4 * k + 2], out[4 * k + 3] = r0, r1, r2, r3
-            plane = y[n, o]
+    count = th * pitch
+    tiles = n_img * count
+    group = _images_per_group(n_img, count)
+    at_m = np.empty((24, group * count), y.dtype)  # A^T M: row 6a + j holds entry (a, j) of every tile
+    quarters = np.empty((4, 4 * group * count), y.dtype)  # output rows 4ty + a of every image, by a
+    for o, n0, images in _groups(channels, n_img, group):
+        start, tiles_here = o * tiles + n0 * count, images * count
+        for j in range(6):  # A^T times each column j of the tile
+            e0, e1 = m[j, start:start + tiles_here], m[6 + j, start:start + tiles_here]
+            e2, e3 = m[12 + j, start:start + tiles_here], m[18 + j, start:start + tiles_here]
+            e4, e5 = m[24 + j, start:start + tiles_here], m[30 + j, start:start + tiles_here]
+            s0, s1, s2, s3 = at_m[j], at_m[6 + j], at_m[12 + j], at_m[18 + j]
+            for k in range(tiles_here):
+                r0, r1, r2, r3 = _at(e0[k], e1[k], e2[k], e3[k], e4[k], e5[k])
+                s0[k], s1[k], s2[k], s3[k] = r0, r1, r2, r3
+        for a in range(4):  # each row a of A^T M times A
+            e0, e1, e2, e3, e4, e5 = at_m[6 * a], at_m[6 * a + 1], at_m[6 * a + 2], at_m[6 * a + 3], at_m[6 * a + 4], at_m[6 * a + 5]
+            out = quarters[a]
+            for k in range(tiles_here):
+                r0, r1, r2, r3 = _at(e0[k], e1[k], e2[k], e3[k], e4[k], e5[k])
+                out[4 * k], out[4 * k + 1], out[4 * k + 2], out[4 * k + 3] = r0, r1, r2, r3
+        for n in range(images):
+            plane = y[n0 + n, o]
             for r in range(oh):
-                src_start = (r // 4) * 4 * pitch
-                dst, src = plane[r], quarters[r % 4, src_start:src_start + ow]
+                first = 4 * n * count + (r // 4) * 4 * pitch
+                dst, src = plane[r], quarters[r % 4, first:first + ow]
                 for q in range(ow):
                     dst[q] = src[q]
 
@@ -163,24 +194,28 @@ def winograd4_output_adjoint(gy, dm, th, tw, pitch):
     ``dm[xi, o*N*th*pitch + col]``, the missing outputs of edge tiles (and dummy tiles) counting
     as zero. Requires ``pitch > tw``."""
     n_img, channels, oh, ow = gy.shape
-    tiles, count = n_img * th * pitch, th * pitch
-    quarters, poly = _polyphase_buffers(th, pitch, gy.dtype)
-    a_dy = np.empty((24, count), gy.dtype)  # A dY: row 4i + b holds entry (i, b) of every tile
-    for n in range(n_img):
-        for o in range(channels):
-            _split_plane(gy[n, o], oh, ow, 0, 0, quarters, poly, pitch)
-            for b in range(4):  # A times each column b of the tile
-                g0, g1, g2, g3 = poly[b], poly[4 + b], poly[8 + b], poly[12 + b]
-                s0, s1, s2, s3, s4, s5 = a_dy[b], a_dy[4 + b], a_dy[8 + b], a_dy[12 + b], a_dy[16 + b], a_dy[20 + b]
-                for k in range(count):
-                    r0, r1, r2, r3, r4, r5 = _a(g0[k], g1[k], g2[k], g3[k])
-                    s0[k], s1[k], s2[k], s3[k], s4[k], s5[k] = r0, r1, r2, r3, r4, r5
-            start = o * tiles + n * count
-            for i in range(6):  # each row i of A dY times A^T
-                e0, e1, e2, e3 = a_dy[4 * i], a_dy[4 * i + 1], a_dy[4 * i + 2], a_dy[4 * i + 3]
-                d0, d1 = dm[6 * i, start:start + count], dm[6 * i + 1, start:start + count]
-                d2, d3 = dm[6 * i + 2, start:start + count], dm[6 * i + 3, start:start + count]
-                d4, d5 = dm[6 * i + 4, start:start + count], dm[6 * i + 5, start:start + count]
-                for k in range(count):
-                    r0, r1, r2, r3, r4, r5 = _a(e0[k], e1[k], e2[k], e3[k])
-                    d0[k], d1[k], d2[k], d3[k], d4[k], d5[k] = r0, r1, r2, r3, r4, r5
+    count = th * pitch
+    tiles = n_img * count
+    group = _images_per_group(n_img, count)
+    quarters = np.zeros((4, 4 * (th + 1) * pitch), gy.dtype)
+    p, no_rows_below = np.empty((16, group * count), gy.dtype), np.empty((0, 0), gy.dtype)
+    a_dy = np.empty((24, group * count), gy.dtype)  # A dY: row 4i + b holds entry (i, b) of every tile
+    for o, n0, images in _groups(channels, n_img, group):
+        for n in range(images):
+            _split_plane(gy[n0 + n, o], oh, ow, 0, 0, quarters, p, no_rows_below, n * count, th, pitch)
+        tiles_here = images * count
+        for b in range(4):  # A times each column b of the tile
+            g0, g1, g2, g3 = p[b], p[4 + b], p[8 + b], p[12 + b]
+            s0, s1, s2, s3, s4, s5 = a_dy[b], a_dy[4 + b], a_dy[8 + b], a_dy[12 + b], a_dy[16 + b], a_dy[20 + b]
+            for k in range(tiles_here):
+                r0, r1, r2, r3, r4, r5 = _a(g0[k], g1[k], g2[k], g3[k])
+                s0[k], s1[k], s2[k], s3[k], s4[k], s5[k] = r0, r1, r2, r3, r4, r5
+        start = o * tiles + n0 * count
+        for i in range(6):  # each row i of A dY times A^T
+            e0, e1, e2, e3 = a_dy[4 * i], a_dy[4 * i + 1], a_dy[4 * i + 2], a_dy[4 * i + 3]
+            d0, d1 = dm[6 * i, start:start + tiles_here], dm[6 * i + 1, start:start + tiles_here]
+            d2, d3 = dm[6 * i + 2, start:start + tiles_here], dm[6 * i + 3, start:start + tiles_here]
+            d4, d5 = dm[6 * i + 4, start:start + tiles_here], dm[6 * i + 5, start:start + tiles_here]
+            for k in range(tiles_here):
+                r0, r1, r2, r3, r4, r5 = _a(e0[k], e1[k], e2[k], e3[k])
+                d0[k], d1[k], d2[k], d3[k], d4[k], d5[k] = r0, r1, r2, r3, r4, r5

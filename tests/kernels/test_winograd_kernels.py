@@ -163,6 +163,30 @@ def test_output_adjoint_matches_definition_and_is_the_adjoint(f, data, seed):
     assert lhs == pytest.approx(rhs, rel=TOL[dtype]["rtol"] * 10, abs=TOL[dtype]["atol"] * 10)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_f4_kernels_on_planes_that_split_the_chunk_into_image_groups(dtype):
+    """Planes large enough that F(4x4)'s loops take the chunk a few images at a time (the last
+    group short): every transform still as defined."""
+    f, (n, c, h, w) = F4, (5, 2, 30, 29)
+    th, tw = -(-h // 4), -(-w // 4)  # padding 1
+    pitch = tw + 1
+    assert cpu.winograd4.GROUP_TILES // (th * pitch) + 1 < n
+    rng = np.random.default_rng(3)
+    x, gy = rng.standard_normal((n, c, h, w)).astype(dtype), rng.standard_normal((n, c, h, w)).astype(dtype)
+    v, dm, m = (tile_rows(f, c * n * th * pitch, dtype) for _ in range(3))
+    m[:, :-PAD] = rng.standard_normal((36, c * n * th * pitch))
+    y = np.full((n, c, h, w), np.nan, dtype)
+    kernel(f, "input")(x, v, 1, 1, th, tw, pitch)
+    kernel(f, "output")(m, y, th, tw, pitch)
+    kernel(f, "output_adjoint")(gy, dm, th, tw, pitch)
+    np.testing.assert_allclose(real_tiles(v[:, :-PAD], c, n, th, tw, pitch),
+                               real_tiles(ref_input(f, x.astype(np.float64), 1, 1, th, tw, pitch), c, n, th, tw, pitch),
+                               **TOL[dtype])
+    assert np.isfinite(v[:, :-PAD]).all()
+    np.testing.assert_allclose(y, ref_output(f, m[:, :-PAD].astype(np.float64), y.shape, th, tw, pitch), **TOL[dtype])
+    np.testing.assert_allclose(dm[:, :-PAD], ref_output_adjoint(f, gy.astype(np.float64), th, tw, pitch), **TOL[dtype])
+
+
 @SETTINGS
 @given(data=st.data(), seed=st.integers(0, 2**32 - 1))
 def test_both_f2_layouts_give_the_same_bits(data, seed):

@@ -19,8 +19,8 @@ and the backward pass runs their adjoints:
 Every step is exact in exact arithmetic, so this computes the same function as ``Conv2d``; in
 float32 it rounds differently (relative differences ~1e-6). The GEMMs take K = C and run near
 BLAS peak. F(2x2) does 2.25x fewer multiplies than im2col and moves 4x the activations where
-im2col moved 9x; F(4x4) does 4x fewer and moves 2.25x, but needs planes wide enough for its
-transforms' loops (see ``F4_MIN_TILES``).
+im2col moved 9x; F(4x4) does 4x fewer and moves 2.25x, but a plane narrower than two of its
+tiles is mostly padding (see ``F4_MIN_TILES``).
 """
 import numpy as np
 
@@ -71,11 +71,11 @@ F2 = Tiling(2, np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.
 F4 = Tiling(4, np.array([[1 / 4, 0.0, 0.0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
                          [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0.0, 0.0, 1.0]]), "winograd4")
 
-# F(4x4) for planes of at least this many 4-wide tiles a row, F(2x2) below. Per image on one core,
-# F(2x2) -> F(4x4), forward (transforms and GEMMs) at 16 channels on 32x32 planes 85 -> 61 us;
-# 32 channels at 16x16 66 -> 72 us; 64 at 8x8 52 -> 84 us: a 16x16 plane has 20 tiles with the
-# dummies, and loops that short run mostly in their scalar remainders.
-F4_MIN_TILES = 6
+# F(4x4) for planes of at least this many 4-wide tiles a row, F(2x2) below. Measured fwd+bwd at
+# batch 128 on the 2-core host, F(2x2) -> F(4x4): 16 channels at 32x32 27.4 -> 21.5 ms, 32 at
+# 16x16 20.0 -> 16.9, 64 at 8x8 17.6 -> 13.0, 128 at 8x8 58.8 -> 49.0; but 256 at 4x4
+# 61 -> 77 and 512 at 2x2 83 -> 359: one 4x4 tile (and its dummy) per plane is all padding.
+F4_MIN_TILES = 2
 
 # In F(2x2)'s layout, from this many tiles per tile row the CPU ends each tile row with a dummy
 # tile. Measured per image on one core, row at a time -> whole plane: 32x32 planes (16 tiles a
