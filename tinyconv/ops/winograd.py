@@ -72,9 +72,9 @@ F4 = Tiling(4, np.array([[1 / 4, 0.0, 0.0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1
                          [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0.0, 0.0, 1.0]]), "winograd4")
 
 # F(4x4) for planes of at least this many 4-wide tiles a row, F(2x2) below. Measured fwd+bwd at
-# batch 128 on the 2-core host, F(2x2) -> F(4x4): 16 channels at 32x32 27.4 -> 21.5 ms, 32 at
-# 16x16 20.0 -> 16.9, 64 at 8x8 17.6 -> 13.0, 128 at 8x8 58.8 -> 49.0; but 256 at 4x4
-# 61 -> 77 and 512 at 2x2 83 -> 359: one 4x4 tile (and its dummy) per plane is all padding.
+# batch 128 on the 2-core host, F(2x2) -> F(4x4): 16 channels at 32x32 34.3 -> 24.4 ms, 32 at
+# 16x16 27.8 -> 22.0, 64 at 8x8 24.0 -> 20.7, 128 at 8x8 54.9 -> 47.3; but 256 at 4x4
+# 55 -> 83 and 512 at 2x2 86 -> 362: one 4x4 tile (and its dummy) per plane is all padding.
 F4_MIN_TILES = 2
 
 # In F(2x2)'s layout, from this many tiles per tile row the CPU ends each tile row with a dummy
