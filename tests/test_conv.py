@@ -292,3 +292,33 @@ def test_winograd_matches_pytorch_float32(torch, padding, size):
     np.testing.assert_allclose(y.data, ty.detach().numpy(), rtol=1e-4, atol=1e-4)
     for mine, theirs in zip(ours, (tx, tw, tb)):
         np.testing.assert_allclose(mine.grad, theirs.grad.numpy(), rtol=1e-4, atol=1e-3)
+
+
+# One problem per path: (x shape, w shape, kwargs, the Function that runs it).
+RELU_PATHS = [
+    ((2, 3, 7, 6), (4, 3, 3, 3), dict(stride=2, padding=1), "Conv2d"),
+    ((2, 8, 9, 7), (3, 8, 3, 3), dict(padding=1), "WinogradConv2d"),
+    ((2, 3, 6, 6), (5, 3, 1, 1), {}, "PointwiseConv2d"),  # one GEMM per image
+    ((3, 4, 2, 3), (5, 4, 1, 1), {}, "PointwiseConv2d"),  # channel-major chunks
+    ((2, 4, 6, 5), (8, 1, 3, 3), dict(padding=1, groups=4), "DepthwiseConv2d"),
+]
+
+
+@pytest.mark.parametrize("x_shape, w_shape, kwargs, path", RELU_PATHS, ids=[p[-1] + str(p[0]) for p in RELU_PATHS])
+@pytest.mark.parametrize("bias", [True, False])
+def test_relu_epilogue_on_every_path(x_shape, w_shape, kwargs, path, bias):
+    """conv2d(..., relu=True) is relu(conv2d(...)), forward and by finite differences (the data
+    keeps every output away from the ReLU's kink)."""
+    rng = np.random.default_rng(4)
+    x, w = rng.standard_normal(x_shape), rng.standard_normal(w_shape)
+    b = rng.standard_normal(w_shape[0]) if bias else None
+    y = conv2d(*(tinyconv.tensor(a, requires_grad=True) for a in (x, w)),
+               tinyconv.tensor(b, requires_grad=True) if bias else None, relu=True, **kwargs)
+    assert type(y.creator).__name__ == path
+    stride, padding = kwargs.get("stride", 1), kwargs.get("padding", 0)
+    expected = naive_conv2d(x, w, b, (stride, stride), (padding, padding), (1, 1), kwargs.get("groups", 1))
+    np.testing.assert_allclose(y.data, np.maximum(expected, 0), rtol=1e-10, atol=1e-10)
+    assert (y.data == 0).any() and (y.data > 0).any()
+    assert np.abs(expected).min() > 1e-4  # so finite differences do not straddle the kink
+    inputs = [x, w] + ([b] if bias else [])
+    check_grad(lambda *t: conv2d(*t[:2], t[2] if bias else None, relu=True, **kwargs), *inputs)

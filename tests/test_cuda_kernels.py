@@ -317,6 +317,20 @@ def test_add_relu_and_relu_backward_match_the_cpu_exactly(gpu, shape, dtype, see
     np.testing.assert_array_equal(a, expected)
 
 
+# --- the conv epilogue -------------------------------------------------------------------
+
+@SETTINGS
+@given(st.integers(1, 3), st.integers(1, 5), st.integers(1, 40), dtypes, seeds, st.booleans())
+def test_bias_relu_matches_the_cpu_exactly(gpu, n, c, length, dtype, seed, relu):
+    rng = np.random.default_rng(seed)
+    y, bias = random(rng, (n, c, length), dtype), random(rng, c, dtype)
+    y[rng.random(y.shape) < 0.1] = np.nan  # propagates, as in np.maximum
+    expected = y.copy()
+    gpu.bias_relu(y, bias, relu)
+    cpu.bias_relu(expected, bias, relu)
+    np.testing.assert_array_equal(y, expected)
+
+
 # --- batch norm ---------------------------------------------------------------------------
 
 @SETTINGS

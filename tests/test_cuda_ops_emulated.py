@@ -21,6 +21,8 @@ CASES = [
     ("conv3x3", lambda x, w: F.conv2d(x, w, padding=1), [(3, 4, 9, 9), (5, 4, 3, 3)]),
     ("conv3x3_winograd", lambda x, w: F.conv2d(x, w, padding=(2, 0)), [(3, 8, 7, 9), (5, 8, 3, 3)]),
     ("conv3x3_winograd_f4", lambda x, w: F.conv2d(x, w, padding=(2, 0)), [(2, 8, 5, 26), (3, 8, 3, 3)]),
+    ("conv_bias_relu", lambda x, w, b: F.conv2d(x, w, b, stride=2, padding=1, relu=True),
+     [(2, 3, 7, 7), (4, 3, 3, 3), (4,)]),
     ("conv_strided_dilated_grouped", lambda x, w: F.conv2d(x, w, stride=2, padding=2, dilation=2, groups=2),
      [(2, 4, 11, 10), (6, 2, 3, 3)]),
     ("depthwise", lambda x, w: F.conv2d(x, w, stride=2, padding=1, groups=4), [(2, 4, 9, 9), (8, 1, 3, 3)]),

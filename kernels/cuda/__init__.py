@@ -25,7 +25,8 @@ import numpy as np
 OPTIONS = ("--std=c++14",)
 
 # The kernel files, each compiled on its own the first time one of its kernels runs.
-SOURCES = ("im2col.cu", "winograd.cu", "winograd4.cu", "depthwise.cu", "pool.cu", "residual.cu", "batch_norm.cu")
+SOURCES = ("im2col.cu", "winograd.cu", "winograd4.cu", "epilogue.cu", "depthwise.cu", "pool.cu", "residual.cu",
+           "batch_norm.cu")
 
 _SUFFIXES = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
 _LOCAL_INCLUDE = re.compile(r'^#include "([\w.]+)"[ \t]*$', re.MULTILINE)
@@ -222,6 +223,14 @@ class CudaKernels:
         self._launch("pool.cu", f"avg_pool_backward_{suffix}", gx.size,
                      (gy, gx, *_int32(*gx.shape, *gy.shape[2:], kh, kw, sh, sw, ph, pw,
                                       count_include_pad)))
+
+    # --- the conv epilogue ---
+
+    def bias_relu(self, y, bias, relu):
+        """``y[n, c, :] += bias[c]``, then ``max(y, 0)`` if ``relu``, in place on y (N, C, L)."""
+        suffix = _suffix("bias_relu", (y, bias))
+        self._launch("epilogue.cu", f"bias_relu_{suffix}", y.size,
+                     (y, bias, np.int32(bool(relu)), *_int32(y.shape[1]), np.int64(y.shape[2]), np.int64(y.size)))
 
     # --- residual block ---
 

@@ -28,8 +28,7 @@ class ConvBNReLU(nn.Module):
             self.add_module("bn", None)
 
     def forward(self, x):
-        x = self.conv(x)
-        return F.relu(x) if self.bn is None else self.bn(x, relu=True)
+        return F.relu(self.conv(x)) if self.bn is None else nn.conv_bn(self.conv, self.bn, x, relu=True)
 
 
 def init_weights(model, linear_std=0.01):

@@ -75,9 +75,9 @@ class Bottleneck(_OptionB, nn.Module):
         self.downsample = _projection(in_planes, out_planes, stride)
 
     def forward(self, x):
-        out = self.bn1(self.conv1(x), relu=True)
-        out = self.bn2(self.conv2(out), relu=True)
-        return F.add_relu(self.bn3(self.conv3(out)), self.shortcut(x))
+        out = nn.conv_bn(self.conv1, self.bn1, x, relu=True)
+        out = nn.conv_bn(self.conv2, self.bn2, out, relu=True)
+        return F.add_relu(nn.conv_bn(self.conv3, self.bn3, out), self.shortcut(x))
 
 
 class ResNet(nn.Module):
@@ -104,7 +104,7 @@ class ResNet(nn.Module):
         self.fc.reset_parameters()
 
     def forward(self, x):
-        x = self.maxpool(self.bn1(self.conv1(x), relu=True))
+        x = self.maxpool(nn.conv_bn(self.conv1, self.bn1, x, relu=True))
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
         return self.fc(self.avgpool(x))
 

@@ -34,10 +34,10 @@ class BasicBlock(nn.Module):
         return x
 
     def forward(self, x):
-        out = self.bn1(self.conv1(x), relu=True)
+        out = nn.conv_bn(self.conv1, self.bn1, x, relu=True)
         if self.residual:
-            return F.add_relu(self.bn2(self.conv2(out)), self.shortcut(x))
-        return self.bn2(self.conv2(out), relu=True)
+            return F.add_relu(nn.conv_bn(self.conv2, self.bn2, out), self.shortcut(x))
+        return nn.conv_bn(self.conv2, self.bn2, out, relu=True)
 
     def extra_repr(self):
         return "residual (option A)" if self.residual else "plain"
@@ -63,7 +63,7 @@ class CifarResNet(nn.Module):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
     def forward(self, x):
-        x = self.bn1(self.conv1(x), relu=True)
+        x = nn.conv_bn(self.conv1, self.bn1, x, relu=True)
         x = self.blocks(x)
         return self.fc(F.global_avg_pool2d(x))
 

@@ -10,6 +10,7 @@ from tinyconv.nn.activation import LeakyReLU, ReLU, Sigmoid, Softmax, Tanh
 from tinyconv.nn.containers import ModuleList, Sequential
 from tinyconv.nn.conv import Conv2d
 from tinyconv.nn.dropout import Dropout
+from tinyconv.nn.fusion import conv_bn
 from tinyconv.nn.linear import Linear
 from tinyconv.nn.loss import CrossEntropyLoss, MSELoss
 from tinyconv.nn.module import LoadResult, Module, StateDictError
@@ -25,5 +26,5 @@ __all__ = [
     "AdaptiveAvgPool2d", "AvgPool2d", "BatchNorm1d", "BatchNorm2d", "Conv2d", "CrossEntropyLoss",
     "Dropout", "Flatten", "GlobalAvgPool2d", "Identity", "LeakyReLU", "Linear", "LoadResult",
     "LocalResponseNorm", "MSELoss", "MaxPool2d", "Module", "ModuleList", "Parameter", "ReLU",
-    "Sequential", "Sigmoid", "Softmax", "StateDictError", "Tanh", "functional", "init",
+    "Sequential", "Sigmoid", "Softmax", "StateDictError", "Tanh", "conv_bn", "functional", "init",
 ]

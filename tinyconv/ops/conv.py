@@ -49,8 +49,27 @@ def _sum_in_chunk_order(parts):
 class Conv2d(Function):
     """im2col + GEMM convolution; inputs x (N, C, H, W), w (O, C/g, kh, kw), optional b (O,)."""
 
-    def __init__(self, stride, padding, dilation, groups):
+    def __init__(self, stride, padding, dilation, groups, relu=False):
         self.stride, self.padding, self.dilation, self.groups = stride, padding, dilation, groups
+        self.relu = relu  # y = relu(conv + b); backward then takes gy where y > 0
+
+    def _finish(self, y, b):
+        """Add the bias and apply the ReLU, in place, on a chunk of the output just computed
+        (N, O, ...), while it is still in the cache: no pass of their own over the output."""
+        if b is None and not self.relu:
+            return
+        xp = array_module(y)
+        bias = b if b is not None else xp.zeros(y.shape[1], dtype=y.dtype)
+        backend.kernels(xp).bias_relu(y.reshape(y.shape[0], y.shape[1], -1), bias, self.relu)
+
+    def _output_gradient(self, gy, y):
+        """gy as the conv itself sees it: through the ReLU's gate when there is one."""
+        if not self.relu:
+            return gy
+        xp = array_module(gy)
+        gy, gated = xp.ascontiguousarray(gy), xp.empty(y.shape, dtype=y.dtype)
+        backend.kernels(xp).relu_backward(gy, y, gated)
+        return gated
 
     def _geometry(self, x, w):
         n, c, h, wd = x.shape
@@ -90,16 +109,17 @@ class Conv2d(Function):
             for w_g, col_g, out_g in zip(_groups(w_mat, g), _groups(col, g), _groups(out, g)):
                 xp.matmul(w_g, col_g, out=out_g)
             y[n0:n0 + nb] = out.reshape(o, nb, oh, ow).transpose(1, 0, 2, 3)
+            self._finish(y[n0:n0 + nb], b)
 
         backend.map_chunks(forward_chunk, n, chunk, xp)
-        if b is not None:
-            y += b.reshape(1, o, 1, 1)
+        self.y = y if self.relu else None
         return y
 
     def backward(self, gy):
         xp = array_module(gy)
         kernels = backend.kernels(xp)
         x, w, g = self.x, self.w, self.groups
+        gy = self._output_gradient(gy, self.y)
         need_x, need_w = self.needs_input_grad[:2]
         n, o = x.shape[0], w.shape[0]
         geometry, rows, plane, chunk = self._layout(x, w)
@@ -173,15 +193,16 @@ class PointwiseConv2d(Conv2d):
         def forward_chunk(n0, nb, alone):
             if self._per_image(x):
                 xp.matmul(w_mat, x3[n0:n0 + nb], out=y[n0:n0 + nb])
-                return
-            out = backend.workspace.get("gemm", (o, nb * h * wd), x.dtype, xp)
-            xp.matmul(w_mat, _channel_major(x3[n0:n0 + nb], "col", xp), out=out)
-            y[n0:n0 + nb] = out.reshape(o, nb, h * wd).transpose(1, 0, 2)
+            else:
+                out = backend.workspace.get("gemm", (o, nb * h * wd), x.dtype, xp)
+                xp.matmul(w_mat, _channel_major(x3[n0:n0 + nb], "col", xp), out=out)
+                y[n0:n0 + nb] = out.reshape(o, nb, h * wd).transpose(1, 0, 2)
+            self._finish(y[n0:n0 + nb], b)
 
         backend.map_chunks(forward_chunk, n, self._chunk(x, xp), xp)
-        if b is not None:
-            y += b.reshape(1, o, 1)
-        return y.reshape(n, o, h, wd)
+        y = y.reshape(n, o, h, wd)
+        self.y = y if self.relu else None
+        return y
 
     def backward(self, gy):
         xp = array_module(gy)
@@ -190,6 +211,7 @@ class PointwiseConv2d(Conv2d):
         n, c, h, wd = x.shape
         o = w.shape[0]
         x3, w_mat = x.reshape(n, c, h * wd), w.reshape(o, c)
+        gy = self._output_gradient(gy, self.y)
         gy3 = xp.ascontiguousarray(gy).reshape(n, o, h * wd)
         gx = xp.empty_like(x3) if need_x else None
 
@@ -231,14 +253,14 @@ class DepthwiseConv2d(Conv2d):
         kh, kw, *args, oh, ow = self._geometry(x, w)
         y = xp.empty((x.shape[0], w.shape[0], oh, ow), dtype=x.dtype)
         backend.kernels(xp).depthwise_forward(x, w, y, *args)
-        if b is not None:
-            y += b.reshape(1, -1, 1, 1)
+        self._finish(y, b)
+        self.y = y if self.relu else None
         return y
 
     def backward(self, gy):
         xp = array_module(gy)
         kernels = backend.kernels(xp)
-        gy = xp.ascontiguousarray(gy)
+        gy = xp.ascontiguousarray(self._output_gradient(gy, self.y))
         _, _, *args, _, _ = self._geometry(self.x, self.w)
         need_x, need_w = self.needs_input_grad[:2]
         gx = gw = None
@@ -251,11 +273,12 @@ class DepthwiseConv2d(Conv2d):
         return self._gradients(gx, gw, gy)
 
 
-def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, relu=False):
     """2-D convolution of x (N, C, H, W) with weight (O, C/groups, kh, kw) and optional bias (O,).
 
     Output (N, O, oh, ow) with oh = floor((H + 2 ph - dh (kh - 1) - 1) / sh) + 1 (same for ow).
-    ``groups == C`` (and C > 1) runs the depthwise kernels.
+    ``groups == C`` (and C > 1) runs the depthwise kernels. ``relu=True`` returns
+    relu(conv2d(...)), the bias and the ReLU applied to each batch chunk as it is computed.
     """
     op = "conv2d"
     x = x if isinstance(x, Tensor) else Tensor(x)
@@ -290,6 +313,6 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
         kind = PointwiseConv2d
     else:
         kind = Conv2d
-    function = kind(stride, padding, dilation, groups)
+    function = kind(stride, padding, dilation, groups, bool(relu))
     args = (x, weight) if bias is None else (x, weight, bias)
     return function(*args)

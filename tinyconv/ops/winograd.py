@@ -179,18 +179,18 @@ class WinogradConv2d(Conv2d):
             v = _convolve(kernels, x[n0:n0 + nb], u, y[n0:n0 + nb], *self.padding, keep=keep)
             if keep:
                 self.kept_tiles[n0, nb] = v
+            self._finish(y[n0:n0 + nb], b)
 
         # Backward's chunks, so that they find what forward kept.
         backend.map_chunks(forward_chunk, x.shape[0], self._chunk(x, w, [(oh, ow), x.shape[2:]]), xp)
-        if b is not None:
-            y += b.reshape(1, -1, 1, 1)
+        self.y = y if self.relu else None
         return y
 
     def backward(self, gy):
         xp = array_module(gy)
         kernels = backend.kernels(xp)
         x, w = self.x, self.w
-        gy = xp.ascontiguousarray(gy)
+        gy = xp.ascontiguousarray(self._output_gradient(gy, self.y))
         need_x, need_w = self.needs_input_grad[:2]
         (ph, pw), (o, c), (oh, ow) = self.padding, w.shape[:2], gy.shape[2:]
         scheme, th, tw, pitch = _layout((oh, ow), xp)
