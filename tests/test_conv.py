@@ -322,3 +322,30 @@ def test_relu_epilogue_on_every_path(x_shape, w_shape, kwargs, path, bias):
     assert np.abs(expected).min() > 1e-4  # so finite differences do not straddle the kink
     inputs = [x, w] + ([b] if bias else [])
     check_grad(lambda *t: conv2d(*t[:2], t[2] if bias else None, relu=True, **kwargs), *inputs)
+
+
+@pytest.mark.parametrize("x_shape, w_shape, kwargs, path", RELU_PATHS, ids=[p[-1] + str(p[0]) for p in RELU_PATHS])
+@pytest.mark.parametrize("relu", [True, False])
+def test_residual_epilogue_on_every_path(x_shape, w_shape, kwargs, path, relu):
+    """conv2d(..., residual=r) at inference: (relu of) conv + b + r, chunk by chunk."""
+    rng = np.random.default_rng(5)
+    x, w, b = rng.standard_normal(x_shape), rng.standard_normal(w_shape), rng.standard_normal(w_shape[0])
+    stride, padding = kwargs.get("stride", 1), kwargs.get("padding", 0)
+    expected = naive_conv2d(x, w, b, (stride, stride), (padding, padding), (1, 1), kwargs.get("groups", 1))
+    residual = rng.standard_normal(expected.shape)
+    expected = expected + residual
+    with tinyconv.no_grad(), mock.patch.object(backend, "workspace_limit", 1):  # a chunk per image
+        y = conv2d(*(tinyconv.tensor(a) for a in (x, w, b)), relu=relu, residual=residual, **kwargs)
+    np.testing.assert_allclose(y.data, np.maximum(expected, 0) if relu else expected, rtol=1e-10, atol=1e-10)
+
+
+def test_residual_is_for_inference_only_and_must_match_the_output():
+    x, w = tinyconv.tensor(np.ones((2, 3, 5, 5))), tinyconv.tensor(np.ones((4, 3, 3, 3)))
+    with pytest.raises(ValueError, match="conv2d: residual= takes no gradient and is for inference"):
+        conv2d(x, w, residual=np.zeros((2, 4, 3, 3)))
+    with tinyconv.no_grad():
+        with pytest.raises(ValueError, match=r"conv2d: residual must have the output's shape \(2, 4, 3, 3\) "
+                                             r"and dtype float64, got \(2, 4, 5, 5\) float64"):
+            conv2d(x, w, residual=np.zeros((2, 4, 5, 5)))
+        with pytest.raises(ValueError, match="got \\(2, 4, 3, 3\\) float32"):
+            conv2d(x, w, residual=np.zeros((2, 4, 3, 3), np.float32))

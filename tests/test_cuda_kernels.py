@@ -320,14 +320,15 @@ def test_add_relu_and_relu_backward_match_the_cpu_exactly(gpu, shape, dtype, see
 # --- the conv epilogue -------------------------------------------------------------------
 
 @SETTINGS
-@given(st.integers(1, 3), st.integers(1, 5), st.integers(1, 40), dtypes, seeds, st.booleans())
-def test_bias_relu_matches_the_cpu_exactly(gpu, n, c, length, dtype, seed, relu):
+@given(st.integers(1, 3), st.integers(1, 5), st.integers(1, 40), dtypes, seeds, st.booleans(), st.booleans())
+def test_conv_epilogue_matches_the_cpu_exactly(gpu, n, c, length, dtype, seed, relu, with_residual):
     rng = np.random.default_rng(seed)
     y, bias = random(rng, (n, c, length), dtype), random(rng, c, dtype)
     y[rng.random(y.shape) < 0.1] = np.nan  # propagates, as in np.maximum
+    residual = random(rng, y.shape, dtype) if with_residual else np.empty((0, 0, 0), dtype)
     expected = y.copy()
-    gpu.bias_relu(y, bias, relu)
-    cpu.bias_relu(expected, bias, relu)
+    gpu.conv_epilogue(y, bias, residual, relu)
+    cpu.conv_epilogue(expected, bias, residual, relu)
     np.testing.assert_array_equal(y, expected)
 
 

@@ -33,12 +33,16 @@ def counting_bn_forwards():
 @pytest.mark.parametrize("conv_bias", [True, False])
 @pytest.mark.parametrize("affine", [True, False])
 @pytest.mark.parametrize("relu", [True, False])
-def test_folded_at_inference_equals_the_two_layers(conv_bias, affine, relu):
+@pytest.mark.parametrize("with_residual", [True, False])
+def test_folded_at_inference_equals_the_two_layers(conv_bias, affine, relu, with_residual):
     conv, bn = unit(conv_bias, affine)
-    x = tinyconv.tensor(np.random.default_rng(1).standard_normal((3, 8, 9, 10)).astype(np.float32))
-    expected = bn(conv(x), relu=relu).data
+    rng = np.random.default_rng(1)
+    x = tinyconv.tensor(rng.standard_normal((3, 8, 9, 10)).astype(np.float32))
+    residual = tinyconv.tensor(rng.standard_normal((3, 6, 9, 10)).astype(np.float32)) if with_residual else None
+    expected = bn(conv(x)).data + (residual.data if with_residual else 0)
+    expected = np.maximum(expected, 0) if relu else expected
     with tinyconv.no_grad(), counting_bn_forwards() as bn_forward:
-        got = nn.conv_bn(conv, bn, x, relu=relu)
+        got = nn.conv_bn(conv, bn, x, relu=relu, residual=residual)
     assert bn_forward.call_count == 0  # folded: the BN layer never ran
     assert got.dtype == np.float32
     np.testing.assert_allclose(got.data, expected, rtol=1e-5, atol=1e-5)
@@ -52,12 +56,14 @@ def test_two_layers_when_training_or_recording(training, grad):
     conv, bn = unit(True, True)
     conv.train(training), bn.train(training)
     x = tinyconv.tensor(np.random.default_rng(2).standard_normal((4, 8, 5, 5)).astype(np.float32))
+    residual = tinyconv.tensor(np.ones((4, 6, 5, 5), np.float32), requires_grad=True)
     with tinyconv.set_grad_enabled(grad), counting_bn_forwards() as bn_forward:
-        y = nn.conv_bn(conv, bn, x, relu=True)
+        y = nn.conv_bn(conv, bn, x, relu=True, residual=residual)
     assert bn_forward.call_count == 1
     if grad:
         y.sum().backward()
         assert bn.weight.grad is not None and conv.weight.grad is not None
+        np.testing.assert_array_equal(residual.grad, (y.data > 0).astype(np.float32))
 
 
 def test_layers_with_wrapped_forwards_run_as_themselves():

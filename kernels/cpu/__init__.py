@@ -79,7 +79,7 @@ def choose_threading_layer():
 choose_threading_layer()
 
 from .batch_norm import channel_affine, channel_affine2, channel_grad_sums, channel_mean_var  # noqa: E402
-from .epilogue import bias_relu  # noqa: E402
+from .epilogue import conv_epilogue  # noqa: E402
 from .depthwise import depthwise_backward_input, depthwise_backward_weight, depthwise_forward  # noqa: E402
 from .im2col import col2im, col2im_serial, im2col, im2col_serial  # noqa: E402
 from .pool import (avg_pool_backward, avg_pool_forward, max_pool_backward,  # noqa: E402
@@ -93,7 +93,7 @@ __all__ = [
     "im2col", "col2im", "im2col_serial", "col2im_serial",
     "depthwise_forward", "depthwise_backward_input", "depthwise_backward_weight",
     "max_pool_forward", "max_pool_backward", "avg_pool_forward", "avg_pool_backward",
-    "add_relu", "relu_backward", "bias_relu",
+    "add_relu", "relu_backward", "conv_epilogue",
     "winograd_input", "winograd_output", "winograd_output_adjoint",
     "winograd4_input", "winograd4_output", "winograd4_output_adjoint",
     "choose_threading_layer",

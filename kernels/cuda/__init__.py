@@ -226,11 +226,14 @@ class CudaKernels:
 
     # --- the conv epilogue ---
 
-    def bias_relu(self, y, bias, relu):
-        """``y[n, c, :] += bias[c]``, then ``max(y, 0)`` if ``relu``, in place on y (N, C, L)."""
-        suffix = _suffix("bias_relu", (y, bias))
-        self._launch("epilogue.cu", f"bias_relu_{suffix}", y.size,
-                     (y, bias, np.int32(bool(relu)), *_int32(y.shape[1]), np.int64(y.shape[2]), np.int64(y.size)))
+    def conv_epilogue(self, y, bias, residual, relu):
+        """``y[n, c, :] += bias[c]``, then ``+= residual[n, c, :]`` when ``residual`` has y's
+        shape (an empty (0, 0, 0) array for none), then ``max(y, 0)`` if ``relu``; y (N, C, L)."""
+        has_residual = residual.shape[0] != 0
+        suffix = _suffix("conv_epilogue", (y, bias, residual) if has_residual else (y, bias))
+        self._launch("epilogue.cu", f"conv_epilogue_{suffix}", y.size,
+                     (y, bias, residual if has_residual else y, np.int32(has_residual), np.int32(bool(relu)),
+                      *_int32(y.shape[1]), np.int64(y.shape[2]), np.int64(y.size)))
 
     # --- residual block ---
 

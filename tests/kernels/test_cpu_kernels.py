@@ -14,8 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tinyconv.kernels.cpu import (add_relu, avg_pool_backward, avg_pool_forward, bias_relu, col2im,
-                                  col2im_serial, depthwise_backward_input, depthwise_backward_weight,
+from tinyconv.kernels.cpu import (add_relu, avg_pool_backward, avg_pool_forward, col2im, col2im_serial,
+                                  conv_epilogue, depthwise_backward_input, depthwise_backward_weight,
                                   depthwise_forward, im2col, im2col_serial, max_pool_backward,
                                   max_pool_forward, relu_backward)
 from tinyconv.kernels.cpu import depthwise
@@ -373,13 +373,15 @@ def test_backward_kernels_do_not_depend_on_the_thread_count():
 
 
 @pytest.mark.parametrize("relu", [True, False])
+@pytest.mark.parametrize("with_residual", [True, False])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_bias_relu_matches_definition(relu, dtype):
+def test_conv_epilogue_matches_definition(relu, with_residual, dtype):
     rng = np.random.default_rng(6)
     y, bias = rng.standard_normal((3, 4, 10)).astype(dtype), rng.standard_normal(4).astype(dtype)
+    residual = rng.standard_normal(y.shape).astype(dtype) if with_residual else np.empty((0, 0, 0), dtype)
     y[0, 1, 2] = np.nan
-    expected = y + bias.reshape(1, -1, 1)
+    expected = y + bias.reshape(1, -1, 1) + (residual if with_residual else 0)
     if relu:
         expected = np.maximum(expected, 0)
-    bias_relu(y, bias, relu)
+    conv_epilogue(y, bias, residual, relu)
     np.testing.assert_array_equal(y, expected)

@@ -77,7 +77,7 @@ class Bottleneck(_OptionB, nn.Module):
     def forward(self, x):
         out = nn.conv_bn(self.conv1, self.bn1, x, relu=True)
         out = nn.conv_bn(self.conv2, self.bn2, out, relu=True)
-        return F.add_relu(nn.conv_bn(self.conv3, self.bn3, out), self.shortcut(x))
+        return nn.conv_bn(self.conv3, self.bn3, out, relu=True, residual=self.shortcut(x))
 
 
 class ResNet(nn.Module):

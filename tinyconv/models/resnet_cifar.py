@@ -36,7 +36,7 @@ class BasicBlock(nn.Module):
     def forward(self, x):
         out = nn.conv_bn(self.conv1, self.bn1, x, relu=True)
         if self.residual:
-            return F.add_relu(nn.conv_bn(self.conv2, self.bn2, out), self.shortcut(x))
+            return nn.conv_bn(self.conv2, self.bn2, out, relu=True, residual=self.shortcut(x))
         return nn.conv_bn(self.conv2, self.bn2, out, relu=True)
 
     def extra_repr(self):

@@ -13,7 +13,7 @@ algorithm (``tinyconv/ops/winograd.py``).
 import numpy as np
 
 from tinyconv import backend
-from tinyconv.autograd import Function
+from tinyconv.autograd import Function, is_grad_enabled
 from tinyconv.backend import array_module
 from tinyconv.ops.params import check_input, check_same_dtype, pair, window_output_size
 from tinyconv.tensor import Tensor
@@ -49,18 +49,23 @@ def _sum_in_chunk_order(parts):
 class Conv2d(Function):
     """im2col + GEMM convolution; inputs x (N, C, H, W), w (O, C/g, kh, kw), optional b (O,)."""
 
-    def __init__(self, stride, padding, dilation, groups, relu=False):
+    def __init__(self, stride, padding, dilation, groups, relu=False, residual=None):
         self.stride, self.padding, self.dilation, self.groups = stride, padding, dilation, groups
         self.relu = relu  # y = relu(conv + b); backward then takes gy where y > 0
+        self.residual = residual  # an array added before the ReLU, at inference only
 
-    def _finish(self, y, b):
-        """Add the bias and apply the ReLU, in place, on a chunk of the output just computed
-        (N, O, ...), while it is still in the cache: no pass of their own over the output."""
-        if b is None and not self.relu:
+    def _finish(self, y, b, first=0):
+        """Add the bias (and the residual's images from ``first`` on) and apply the ReLU, in
+        place, on a chunk of the output just computed (N, O, ...), while it is still in the
+        cache: no pass of their own over the output."""
+        if b is None and not self.relu and self.residual is None:
             return
         xp = array_module(y)
+        y3 = y.reshape(y.shape[0], y.shape[1], -1)
         bias = b if b is not None else xp.zeros(y.shape[1], dtype=y.dtype)
-        backend.kernels(xp).bias_relu(y.reshape(y.shape[0], y.shape[1], -1), bias, self.relu)
+        residual = (xp.empty((0, 0, 0), y.dtype) if self.residual is None
+                    else self.residual[first:first + y.shape[0]].reshape(y3.shape))
+        backend.kernels(xp).conv_epilogue(y3, bias, residual, self.relu)
 
     def _output_gradient(self, gy, y):
         """gy as the conv itself sees it: through the ReLU's gate when there is one."""
@@ -109,7 +114,7 @@ class Conv2d(Function):
             for w_g, col_g, out_g in zip(_groups(w_mat, g), _groups(col, g), _groups(out, g)):
                 xp.matmul(w_g, col_g, out=out_g)
             y[n0:n0 + nb] = out.reshape(o, nb, oh, ow).transpose(1, 0, 2, 3)
-            self._finish(y[n0:n0 + nb], b)
+            self._finish(y[n0:n0 + nb], b, n0)
 
         backend.map_chunks(forward_chunk, n, chunk, xp)
         self.y = y if self.relu else None
@@ -197,7 +202,7 @@ class PointwiseConv2d(Conv2d):
                 out = backend.workspace.get("gemm", (o, nb * h * wd), x.dtype, xp)
                 xp.matmul(w_mat, _channel_major(x3[n0:n0 + nb], "col", xp), out=out)
                 y[n0:n0 + nb] = out.reshape(o, nb, h * wd).transpose(1, 0, 2)
-            self._finish(y[n0:n0 + nb], b)
+            self._finish(y[n0:n0 + nb], b, n0)
 
         backend.map_chunks(forward_chunk, n, self._chunk(x, xp), xp)
         y = y.reshape(n, o, h, wd)
@@ -273,12 +278,14 @@ class DepthwiseConv2d(Conv2d):
         return self._gradients(gx, gw, gy)
 
 
-def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, relu=False):
+def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, relu=False, residual=None):
     """2-D convolution of x (N, C, H, W) with weight (O, C/groups, kh, kw) and optional bias (O,).
 
     Output (N, O, oh, ow) with oh = floor((H + 2 ph - dh (kh - 1) - 1) / sh) + 1 (same for ow).
     ``groups == C`` (and C > 1) runs the depthwise kernels. ``relu=True`` returns
     relu(conv2d(...)), the bias and the ReLU applied to each batch chunk as it is computed.
+    ``residual`` (the output's shape and dtype) is added before the ReLU the same way; it takes no
+    gradient, so it is for inference, inside ``no_grad()`` (in training use ``F.add_relu``).
     """
     op = "conv2d"
     x = x if isinstance(x, Tensor) else Tensor(x)
@@ -313,6 +320,17 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, relu
         kind = PointwiseConv2d
     else:
         kind = Conv2d
-    function = kind(stride, padding, dilation, groups, bool(relu))
+    if residual is not None:
+        residual = residual if isinstance(residual, Tensor) else Tensor(residual)
+        if is_grad_enabled():
+            raise ValueError(f"{op}: residual= takes no gradient and is for inference, inside no_grad(); "
+                             "add the residual with F.add_relu or + when training")
+        out_shape = (n, o, window_output_size(h, kh, stride[0], padding[0], dilation[0]),
+                     window_output_size(w, kw, stride[1], padding[1], dilation[1]))
+        if tuple(residual.shape) != out_shape or residual.dtype != x.dtype:
+            raise ValueError(f"{op}: residual must have the output's shape {out_shape} and dtype {x.dtype}, "
+                             f"got {tuple(residual.shape)} {residual.dtype}")
+        residual = residual.xp.ascontiguousarray(residual.data)
+    function = kind(stride, padding, dilation, groups, bool(relu), residual)
     args = (x, weight) if bias is None else (x, weight, bias)
     return function(*args)

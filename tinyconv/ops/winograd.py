@@ -179,7 +179,7 @@ class WinogradConv2d(Conv2d):
             v = _convolve(kernels, x[n0:n0 + nb], u, y[n0:n0 + nb], *self.padding, keep=keep)
             if keep:
                 self.kept_tiles[n0, nb] = v
-            self._finish(y[n0:n0 + nb], b)
+            self._finish(y[n0:n0 + nb], b, n0)
 
         # Backward's chunks, so that they find what forward kept.
         backend.map_chunks(forward_chunk, x.shape[0], self._chunk(x, w, [(oh, ow), x.shape[2:]]), xp)
