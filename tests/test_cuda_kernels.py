@@ -154,6 +154,32 @@ def test_im2col_and_col2im_match_the_cpu_exactly(gpu, p, dtype, seed):
     np.testing.assert_array_equal(x_grad, expected)
 
 
+@SETTINGS
+@given(conv_params(groups=False), dtypes, seeds)
+def test_polyphase_im2col_and_col2im_match_the_cpu_exactly(gpu, p, dtype, seed):
+    """Real columns only: what the dummies hold is unspecified, and col2im takes them as zero."""
+    sh, sw = (s + 1 for s in p["stride"])  # both > 1
+    kh, kw, ph, pw = p["kh"], p["kw"], *p["padding"]
+    oh, ow = ((p[a] + 2 * pad - k) // s + 1 for a, pad, k, s in (("h", ph, kh, sh), ("w", pw, kw, sw)))
+    q, rows = ow + (kw - 1) // sw, p["c_in"] * kh * kw
+    geometry = (kh, kw, sh, sw, ph, pw, oh, ow)
+    rng = np.random.default_rng(seed)
+    x = random(rng, (p["n"], p["c_in"], p["h"], p["w"]), dtype)
+    col, expected = unwritten((rows, p["n"] * oh * q), dtype), unwritten((rows, p["n"] * oh * q), dtype)
+    gpu.im2col_phases(x, col, *geometry)
+    cpu.im2col_phases(x, expected, *geometry)
+    real = [a.reshape(rows, p["n"], oh, q)[..., :ow] for a in (col, expected)]
+    np.testing.assert_array_equal(*real)
+
+    col = np.zeros((rows, p["n"], oh, q), dtype)
+    col[..., :ow] = random(rng, (rows, p["n"], oh, ow), dtype)
+    col = col.reshape(rows, -1)
+    x_grad, expected = unwritten(x.shape, dtype), unwritten(x.shape, dtype)
+    gpu.col2im_phases(col, x_grad, *geometry)
+    cpu.col2im_phases(col, expected, *geometry)
+    np.testing.assert_array_equal(x_grad, expected)
+
+
 def test_serial_twins_are_the_same_kernels():
     assert CudaKernels.im2col_serial is CudaKernels.im2col
     assert CudaKernels.col2im_serial is CudaKernels.col2im

@@ -81,7 +81,7 @@ choose_threading_layer()
 from .batch_norm import channel_affine, channel_affine2, channel_grad_sums, channel_mean_var  # noqa: E402
 from .epilogue import conv_epilogue  # noqa: E402
 from .depthwise import depthwise_backward_input, depthwise_backward_weight, depthwise_forward  # noqa: E402
-from .im2col import col2im, col2im_serial, im2col, im2col_serial  # noqa: E402
+from .im2col import col2im, col2im_phases, col2im_serial, im2col, im2col_phases, im2col_serial  # noqa: E402
 from .pool import (avg_pool_backward, avg_pool_forward, max_pool_backward,  # noqa: E402
                    max_pool_forward)
 from .residual import add_relu, relu_backward  # noqa: E402
@@ -90,7 +90,7 @@ from .winograd4 import winograd4_input, winograd4_output, winograd4_output_adjoi
 
 __all__ = [
     "channel_mean_var", "channel_affine", "channel_grad_sums", "channel_affine2",
-    "im2col", "col2im", "im2col_serial", "col2im_serial",
+    "im2col", "col2im", "im2col_serial", "col2im_serial", "im2col_phases", "col2im_phases",
     "depthwise_forward", "depthwise_backward_input", "depthwise_backward_weight",
     "max_pool_forward", "max_pool_backward", "avg_pool_forward", "avg_pool_backward",
     "add_relu", "relu_backward", "conv_epilogue",

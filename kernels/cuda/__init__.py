@@ -110,16 +110,31 @@ class CudaKernels:
         """Unfold ``x`` (N, C, H, W) into ``col`` (C*kh*kw, N*oh*ow), every entry written:
         ``col[(c*kh + i)*kw + j, (n*oh + y)*ow + z] = x[n, c, y*sh - ph + i*dh, z*sw - pw + j*dw]``,
         or 0 where that falls outside ``x``."""
-        suffix = _suffix("im2col", (x, col))
-        self._launch("im2col.cu", f"im2col_{suffix}", col.size,
-                     (x, col, *_int32(*x.shape, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow)))
+        self._unfold("im2col", x, col, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, ow)
 
     def col2im(self, col, x_grad, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
         """Fold ``col`` into ``x_grad`` (N, C, H, W), overwritten: the adjoint of :meth:`im2col`,
         summed per pixel over the taps in (i, j) order (gather form, deterministic)."""
-        suffix = _suffix("col2im", (col, x_grad))
+        self._fold("col2im", col, x_grad, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, ow)
+
+    def im2col_phases(self, x, col, kh, kw, sh, sw, ph, pw, oh, ow):
+        """:meth:`im2col` into the polyphase layout of strided convs: q = ow + (kw - 1) // sw
+        columns per output row, those past ow dummies (kernels/cpu/im2col.py)."""
+        self._unfold("im2col_phases", x, col, kh, kw, sh, sw, ph, pw, 1, 1, oh, ow, ow + (kw - 1) // sw)
+
+    def col2im_phases(self, col, x_grad, kh, kw, sh, sw, ph, pw, oh, ow):
+        """:meth:`col2im` from the polyphase layout, its dummy columns ignored."""
+        self._fold("col2im_phases", col, x_grad, kh, kw, sh, sw, ph, pw, 1, 1, oh, ow, ow + (kw - 1) // sw)
+
+    def _unfold(self, name, x, col, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, pitch):
+        suffix = _suffix(name, (x, col))
+        self._launch("im2col.cu", f"im2col_{suffix}", col.size,
+                     (x, col, *_int32(*x.shape, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, pitch)))
+
+    def _fold(self, name, col, x_grad, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, pitch):
+        suffix = _suffix(name, (col, x_grad))
         self._launch("im2col.cu", f"col2im_{suffix}", x_grad.size,
-                     (col, x_grad, *_int32(*x_grad.shape, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow)))
+                     (col, x_grad, *_int32(*x_grad.shape, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, pitch)))
 
     # A GPU runs one batch chunk at a time (backend.map_chunks), so there is no serial twin.
     im2col_serial = im2col

@@ -14,9 +14,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tinyconv.kernels.cpu import (add_relu, avg_pool_backward, avg_pool_forward, col2im, col2im_serial,
-                                  conv_epilogue, depthwise_backward_input, depthwise_backward_weight,
-                                  depthwise_forward, im2col, im2col_serial, max_pool_backward,
+from tinyconv.kernels.cpu import (add_relu, avg_pool_backward, avg_pool_forward, col2im, col2im_phases,
+                                  col2im_serial, conv_epilogue, depthwise_backward_input, depthwise_backward_weight,
+                                  depthwise_forward, im2col, im2col_phases, im2col_serial, max_pool_backward,
                                   max_pool_forward, relu_backward)
 from tinyconv.kernels.cpu import depthwise
 
@@ -125,6 +125,46 @@ def test_col2im_matches_definition_and_is_the_adjoint(col2im, case, seed):
     lhs = np.vdot(unfolded.astype(np.float64), col.astype(np.float64))
     rhs = np.vdot(x.astype(np.float64), x_grad.astype(np.float64))
     assert lhs == pytest.approx(rhs, rel=TOL[dtype]["rtol"] * 10, abs=TOL[dtype]["atol"] * 10)
+
+
+@st.composite
+def strided_cases(draw):
+    """conv_cases with both strides > 1 and no dilation: the polyphase layout's problems."""
+    n, c, h, w, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, dtype = draw(conv_cases())
+    sh, sw = draw(st.integers(2, 4)), draw(st.integers(2, 4))
+    return n, c, h, w, kh, kw, sh, sw, ph, pw, out_size(h, kh, sh, ph, 1), out_size(w, kw, sw, pw, 1), dtype
+
+
+def phase_columns(col, n, oh, ow, q):
+    """The real columns of a polyphase col (rows, n*oh*q), as the plain layout (rows, n*oh*ow)."""
+    return col.reshape(col.shape[0], n, oh, q)[..., :ow].reshape(col.shape[0], n * oh * ow)
+
+
+@SETTINGS
+@given(strided_cases(), st.integers(0, 2**32 - 1))
+def test_im2col_phases_matches_definition(case, seed):
+    """Real columns as defined, dummies finite."""
+    n, c, h, w, kh, kw, sh, sw, ph, pw, oh, ow, dtype = case
+    q = ow + (kw - 1) // sw
+    x = random(np.random.default_rng(seed), (n, c, h, w), dtype)
+    col = np.full((c * kh * kw, n * oh * q), np.nan, dtype)
+    im2col_phases(x, col, kh, kw, sh, sw, ph, pw, oh, ow)
+    np.testing.assert_array_equal(phase_columns(col, n, oh, ow, q), ref_im2col(x, kh, kw, sh, sw, ph, pw, 1, 1, oh, ow))
+    assert np.isfinite(col).all()
+
+
+@SETTINGS
+@given(strided_cases(), st.integers(0, 2**32 - 1))
+def test_col2im_phases_matches_definition(case, seed):
+    n, c, h, w, kh, kw, sh, sw, ph, pw, oh, ow, dtype = case
+    q = ow + (kw - 1) // sw
+    rng = np.random.default_rng(seed)
+    col = np.zeros((c * kh * kw, n, oh, q), dtype)  # dummy columns zero, as the op passes them
+    col[..., :ow] = random(rng, (c * kh * kw, n, oh, ow), dtype)
+    x_grad = np.full((n, c, h, w), np.nan, dtype)  # every pixel must be written, uncovered ones as 0
+    col2im_phases(col.reshape(c * kh * kw, -1), x_grad, kh, kw, sh, sw, ph, pw, oh, ow)
+    expected = ref_col2im(col[..., :ow].reshape(c * kh * kw, -1), x_grad.shape, kh, kw, sh, sw, ph, pw, 1, 1, oh, ow)
+    np.testing.assert_allclose(x_grad, expected, **TOL[dtype])
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

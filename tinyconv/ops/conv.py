@@ -84,10 +84,30 @@ class Conv2d(Function):
         return (kh, kw, *self.stride, *self.padding, *self.dilation, oh, ow)
 
     def _layout(self, x, w):
-        """(geometry, rows of col, pixels per image, images per chunk) for this problem."""
+        """(geometry, rows of col, columns per output row q, columns per image, images per
+        chunk). q is ow, or more in the polyphase layout of strided convs."""
         geometry = self._geometry(x, w)
-        rows, plane = x.shape[1] * w.shape[2] * w.shape[3], geometry[-2] * geometry[-1]
-        return geometry, rows, plane, _batch_chunk(x.shape[0], rows * plane * x.itemsize, array_module(x))
+        kw, sw, oh, ow = geometry[1], geometry[3], geometry[-2], geometry[-1]
+        q = ow + (kw - 1) // sw if self._polyphase() else ow
+        rows, plane = x.shape[1] * w.shape[2] * w.shape[3], oh * q
+        return geometry, rows, q, plane, _batch_chunk(x.shape[0], rows * plane * x.itemsize, array_module(x))
+
+    def _polyphase(self):
+        """Whether col takes the polyphase layout (both strides > 1, no dilation): one copy per
+        tap instead of oh rows read sw apart (kernels/cpu/im2col.py)."""
+        return self.dilation == (1, 1) and min(self.stride) > 1
+
+    def _unfolding(self, kernels, geometry, alone):
+        """(im2col(x, col), col2im(col, x_grad)) for this conv's layout of col. ``alone``: the
+        chunk has the machine to itself, and the plain layout's kernels may run in parallel."""
+        if self._polyphase():
+            kh, kw, sh, sw, ph, pw, _, _, oh, ow = geometry
+            args = (kh, kw, sh, sw, ph, pw, oh, ow)
+            return (lambda x, col: kernels.im2col_phases(x, col, *args),
+                    lambda col, x_grad: kernels.col2im_phases(col, x_grad, *args))
+        im2col = kernels.im2col if alone else kernels.im2col_serial
+        col2im = kernels.col2im if alone else kernels.col2im_serial
+        return (lambda x, col: im2col(x, col, *geometry), lambda col, x_grad: col2im(col, x_grad, *geometry))
 
     def _gradients(self, gx, gw, gy):
         """(gx, gw) plus the bias gradient, the sum of gy over all but the channel axis, when
@@ -102,18 +122,19 @@ class Conv2d(Function):
         x = xp.ascontiguousarray(x)
         self.x, self.w = x, w
         n, o, g = x.shape[0], w.shape[0], self.groups
-        geometry, rows, plane, chunk = self._layout(x, w)
+        geometry, rows, q, plane, chunk = self._layout(x, w)
         oh, ow = geometry[-2:]
         w_mat = w.reshape(o, rows // g)
         y = xp.empty((n, o, oh, ow), dtype=x.dtype)
 
         def forward_chunk(n0, nb, alone):
+            im2col, _ = self._unfolding(kernels, geometry, alone)
             col = backend.workspace.get("col", (rows, nb * plane), x.dtype, xp)
-            (kernels.im2col if alone else kernels.im2col_serial)(x[n0:n0 + nb], col, *geometry)
+            im2col(x[n0:n0 + nb], col)
             out = backend.workspace.get("gemm", (o, nb * plane), x.dtype, xp)
             for w_g, col_g, out_g in zip(_groups(w_mat, g), _groups(col, g), _groups(out, g)):
                 xp.matmul(w_g, col_g, out=out_g)
-            y[n0:n0 + nb] = out.reshape(o, nb, oh, ow).transpose(1, 0, 2, 3)
+            y[n0:n0 + nb] = out.reshape(o, nb, oh, q)[..., :ow].transpose(1, 0, 2, 3)
             self._finish(y[n0:n0 + nb], b, n0)
 
         backend.map_chunks(forward_chunk, n, chunk, xp)
@@ -127,28 +148,28 @@ class Conv2d(Function):
         gy = self._output_gradient(gy, self.y)
         need_x, need_w = self.needs_input_grad[:2]
         n, o = x.shape[0], w.shape[0]
-        geometry, rows, plane, chunk = self._layout(x, w)
+        geometry, rows, q, plane, chunk = self._layout(x, w)
         oh, ow = geometry[-2:]
         w_mat = w.reshape(o, rows // g)
         gx = xp.empty(x.shape, dtype=x.dtype) if need_x else None
 
         def backward_chunk(n0, nb, alone):
-            im2col = kernels.im2col if alone else kernels.im2col_serial
-            col2im = kernels.col2im if alone else kernels.col2im_serial
-            gy_nchw = backend.workspace.get("gemm", (o, nb, oh, ow), x.dtype, xp)
-            gy_nchw[...] = gy[n0:n0 + nb].transpose(1, 0, 2, 3)
+            im2col, col2im = self._unfolding(kernels, geometry, alone)
+            gy_nchw = backend.workspace.get("gemm", (o, nb, oh, q), x.dtype, xp)
+            gy_nchw[..., :ow] = gy[n0:n0 + nb].transpose(1, 0, 2, 3)
+            gy_nchw[..., ow:] = 0  # the dummy columns: they then add nothing to dW, and dcol is 0 there
             gy_mat = gy_nchw.reshape(o, nb * plane)
             col = backend.workspace.get("col", (rows, nb * plane), x.dtype, xp)
             gw_part = None
             if need_w:
-                im2col(x[n0:n0 + nb], col, *geometry)
+                im2col(x[n0:n0 + nb], col)
                 # dW_g = gy_g col_g^T, computed as (col_g gy_g^T)^T: OpenBLAS runs this
                 # long-K product faster with the wide matrix on the left.
                 gw_part = xp.concatenate([(col_g @ gy_g.T).T for gy_g, col_g in zip(_groups(gy_mat, g), _groups(col, g))])
             if need_x:
                 for w_g, gy_g, col_g in zip(_groups(w_mat, g), _groups(gy_mat, g), _groups(col, g)):
                     xp.matmul(w_g.T, gy_g, out=col_g)
-                col2im(col, gx[n0:n0 + nb], *geometry)
+                col2im(col, gx[n0:n0 + nb])
             return gw_part
 
         gw_parts = backend.map_chunks(backward_chunk, n, chunk, xp)
