@@ -187,15 +187,12 @@ def winograd_problems(draw):
                 dilation=(1, 1), groups=1)
 
 
-LAYOUTS = ["f2-tight", "f2-dummies", "f4"]
+LAYOUTS = ["f2", "f4"]
 
 
 def tile_layout(layout):
-    """Every plane, however narrow, through "f2-tight": F(2x2) a tile row at a time;
-    "f2-dummies": F(2x2) with a dummy tile ending each tile row (the whole-plane transforms);
-    "f4": F(4x4)."""
-    return mock.patch.multiple(winograd, F4_MIN_TILES=1 if layout == "f4" else 10**9,
-                               WHOLE_PLANE_MIN_TILES=1 if layout == "f2-dummies" else 10**9)
+    """Every plane, however wide or narrow, through F(2x2) ("f2") or F(4x4) ("f4")."""
+    return mock.patch.object(winograd, "F4_MIN_TILES", 1 if layout == "f4" else 10**9)
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)

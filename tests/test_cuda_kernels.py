@@ -209,10 +209,10 @@ def test_winograd_transforms_match_the_cpu_exactly(gpu, prefix, m, data, dtype, 
     """Each kernel computes every tile with the same operations in the same order; the rows of
     the (P, L) layout are longer than the tiles, and the tail must stay untouched. What the
     input transform writes into dummy tiles is left unspecified, so only real tiles compare.
-    The CPU's F(4x4) kernels always take a dummy tile: a tight GPU layout compares with their
-    real tiles."""
+    The CPU's F(4x4) kernels always take a dummy tile and its F(2x2) ones never do: GPU layouts
+    of either pitch compare with their real tiles."""
     n, c, h, w, ph, pw, th, tw, pitch = data.draw(winograd_cases(m))
-    cpu_pitch = tw + 1 if m == 4 else pitch
+    cpu_pitch = tw + 1 if m == 4 else tw
     rng = np.random.default_rng(seed)
     x = random(rng, (n, c, h, w), dtype)
     gy = random(rng, (n, c, h + 2 * ph - 2, w + 2 * pw - 2), dtype)

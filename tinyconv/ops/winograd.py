@@ -59,12 +59,11 @@ class Tiling:
 
     def pitch(self, tw, xp):
         """Tile columns per tile row in the transformed layout: ``tw``, or ``tw + 1`` with a
-        dummy tile ending each row, which lets the CPU's transforms run a whole plane per loop
-        (kernels/cpu/winograd.py). A GPU runs a thread per tile either way and keeps the tight
-        layout; the CPU's F(4x4) transforms always take the dummy."""
-        if xp is not np:
-            return tw
-        return tw + 1 if self.m == 4 or tw >= WHOLE_PLANE_MIN_TILES else tw
+        dummy tile ending each row, which the CPU's F(4x4) transforms need to run unit-stride
+        loops over whole planes (kernels/cpu/winograd4.py). A GPU runs a thread per tile and
+        keeps the tight layout, and so does the CPU's F(2x2), which only gets planes of 4
+        pixels or fewer across."""
+        return tw + 1 if xp is np and self.m == 4 else tw
 
 
 F2 = Tiling(2, np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]]), "winograd")
@@ -76,13 +75,6 @@ F4 = Tiling(4, np.array([[1 / 4, 0.0, 0.0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1
 # 16x16 27.8 -> 22.0, 64 at 8x8 24.0 -> 20.7, 128 at 8x8 54.9 -> 47.3; but 256 at 4x4
 # 55 -> 83 and 512 at 2x2 86 -> 362: one 4x4 tile (and its dummy) per plane is all padding.
 F4_MIN_TILES = 2
-
-# In F(2x2)'s layout, from this many tiles per tile row the CPU ends each tile row with a dummy
-# tile. Measured per image on one core, row at a time -> whole plane: 32x32 planes (16 tiles a
-# row) input transform 40 -> 20 us, output adjoint 26 -> 16 at 16 channels; 16x16 planes (8 a
-# row) 23 -> 17 and 27 -> 11 at 32; the GEMMs grow by 1/tw.
-WHOLE_PLANE_MIN_TILES = 8
-
 
 def tiling(out_width):
     """The algorithm for output planes ``out_width`` wide."""
