@@ -21,7 +21,6 @@ popularised later (torchvision's "ResNet v1.5") strides the 3x3 conv instead, wh
 multiply-adds (4.09 G for ResNet-50) and is reported to be slightly more accurate.
 ``stride_in_3x3`` picks it; parameter counts are the same either way.
 """
-import tinyconv.functional as F
 from tinyconv import nn
 from tinyconv.models.resnet_cifar import BasicBlock as _CifarBasicBlock
 from tinyconv.models._layers import init_weights
