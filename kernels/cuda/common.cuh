@@ -97,6 +97,30 @@ __device__ inline Tile locate_tile(long long index, int channels, int n_img, int
     return t;
 }
 
+// A tile's window of an (h, w) plane, rows from r0 and columns from c0: loaded with zeros
+// outside the plane, stored only where inside it.
+template <int ROWS, int COLS, typename T>
+__device__ inline void load_window(const T* plane, int h, int w, int r0, int c0, T (&out)[ROWS][COLS])
+{
+    for (int i = 0; i < ROWS; ++i) {
+        for (int j = 0; j < COLS; ++j) {
+            const int r = r0 + i, c = c0 + j;
+            out[i][j] = (r >= 0 && r < h && c >= 0 && c < w) ? plane[r * w + c] : T(0);
+        }
+    }
+}
+
+template <int ROWS, int COLS, typename T>
+__device__ inline void store_window(T* plane, int h, int w, int r0, int c0, const T (&tile)[ROWS][COLS])
+{
+    for (int i = 0; i < ROWS; ++i) {
+        for (int j = 0; j < COLS; ++j) {
+            const int r = r0 + i, c = c0 + j;
+            if (r < h && c < w) plane[r * w + c] = tile[i][j];
+        }
+    }
+}
+
 // -inf; NVRTC rejects INFINITY and there is no <cmath> to take it from.
 template <typename T> __device__ inline T minus_infinity();
 template <> __device__ inline float minus_infinity<float>()

@@ -13,15 +13,8 @@ extern "C" __global__ void winograd_input_##SUFFIX(                             
 {                                                                                                  \
     GRID_STRIDE_LOOP(index, (long long)n_img * channels * th * tw) {                               \
         const Tile t = locate_tile(index, channels, n_img, th, tw);                                \
-        const T* plane = x + t.plane * h * w;                                                      \
         T d[4][4];                                                                                 \
-        for (int i = 0; i < 4; ++i) {                                                              \
-            const int r = 2 * t.ty - ph + i;                                                       \
-            for (int j = 0; j < 4; ++j) {                                                          \
-                const int s = 2 * t.tx - pw + j;                                                   \
-                d[i][j] = (r >= 0 && r < h && s >= 0 && s < w) ? plane[r * w + s] : T(0);          \
-            }                                                                                      \
-        }                                                                                          \
+        load_window(x + t.plane * h * w, h, w, 2 * t.ty - ph, 2 * t.tx - pw, d);                   \
         T rows[4][4]; /* B^T d */                                                                  \
         for (int j = 0; j < 4; ++j) {                                                              \
             rows[0][j] = d[0][j] - d[2][j];                                                        \
@@ -59,13 +52,7 @@ extern "C" __global__ void winograd_output_##SUFFIX(                            
         }                                                                                          \
         const T out[2][2] = {{s[0] + s[1] + s[2], s[1] - s[2] - s[3]},                             \
                              {q[0] + q[1] + q[2], q[1] - q[2] - q[3]}};                            \
-        T* plane = y + t.plane * oh * ow;                                                          \
-        for (int a = 0; a < 2; ++a) {                                                              \
-            for (int b = 0; b < 2; ++b) {                                                          \
-                const int r = 2 * t.ty + a, c = 2 * t.tx + b;                                      \
-                if (r < oh && c < ow) plane[r * ow + c] = out[a][b];                               \
-            }                                                                                      \
-        }                                                                                          \
+        store_window(y + t.plane * oh * ow, oh, ow, 2 * t.ty, 2 * t.tx, out);                      \
     }                                                                                              \
 }
 
@@ -81,14 +68,8 @@ extern "C" __global__ void winograd_output_adjoint_##SUFFIX(                    
 {                                                                                                  \
     GRID_STRIDE_LOOP(index, (long long)n_img * channels * th * tw) {                               \
         const Tile t = locate_tile(index, channels, n_img, th, tw);                                \
-        const T* plane = gy + t.plane * oh * ow;                                                   \
         T g[2][2];                                                                                 \
-        for (int a = 0; a < 2; ++a) {                                                              \
-            for (int b = 0; b < 2; ++b) {                                                          \
-                const int r = 2 * t.ty + a, c = 2 * t.tx + b;                                      \
-                g[a][b] = (r < oh && c < ow) ? plane[r * ow + c] : T(0);                           \
-            }                                                                                      \
-        }                                                                                          \
+        load_window(gy + t.plane * oh * ow, oh, ow, 2 * t.ty, 2 * t.tx, g);                        \
         const T rows[4][2] = {{g[0][0], g[0][1]}, /* A dY, A = [[1,0],[1,1],[1,-1],[0,-1]] */      \
                               {g[0][0] + g[1][0], g[0][1] + g[1][1]},                              \
                               {g[0][0] - g[1][0], g[0][1] - g[1][1]},                              \

@@ -53,15 +53,8 @@ extern "C" __global__ void winograd4_input_##SUFFIX(                            
 {                                                                                                  \
     GRID_STRIDE_LOOP(index, (long long)n_img * channels * th * tw) {                               \
         const Tile t = locate_tile(index, channels, n_img, th, tw);                                \
-        const T* plane = x + t.plane * h * w;                                                      \
         T d[6][6];                                                                                 \
-        for (int i = 0; i < 6; ++i) {                                                              \
-            const int r = 4 * t.ty - ph + i;                                                       \
-            for (int j = 0; j < 6; ++j) {                                                          \
-                const int s = 4 * t.tx - pw + j;                                                   \
-                d[i][j] = (r >= 0 && r < h && s >= 0 && s < w) ? plane[r * w + s] : T(0);          \
-            }                                                                                      \
-        }                                                                                          \
+        load_window(x + t.plane * h * w, h, w, 4 * t.ty - ph, 4 * t.tx - pw, d);                   \
         T bt_d[6][6]; /* B^T d, a column at a time */                                              \
         for (int q = 0; q < 6; ++q)                                                                \
             winograd4_bt(d[0][q], d[1][q], d[2][q], d[3][q], d[4][q], d[5][q], &bt_d[0][q], 6);    \
@@ -90,17 +83,11 @@ extern "C" __global__ void winograd4_output_##SUFFIX(                           
         T at_m[4][6]; /* A^T M, a column at a time */                                              \
         for (int j = 0; j < 6; ++j)                                                                \
             winograd4_at(e[0][j], e[1][j], e[2][j], e[3][j], e[4][j], e[5][j], &at_m[0][j], 6);    \
-        T* plane = y + t.plane * oh * ow;                                                          \
-        for (int a = 0; a < 4; ++a) { /* each row of A^T M times A */                              \
-            T row[4];                                                                              \
+        T out[4][4];                                                                               \
+        for (int a = 0; a < 4; ++a) /* each row of A^T M times A */                                \
             winograd4_at(at_m[a][0], at_m[a][1], at_m[a][2], at_m[a][3], at_m[a][4], at_m[a][5],   \
-                         row, 1);                                                                  \
-            const int r = 4 * t.ty + a;                                                            \
-            for (int b = 0; b < 4; ++b) {                                                          \
-                const int c = 4 * t.tx + b;                                                        \
-                if (r < oh && c < ow) plane[r * ow + c] = row[b];                                  \
-            }                                                                                      \
-        }                                                                                          \
+                         out[a], 1);                                                               \
+        store_window(y + t.plane * oh * ow, oh, ow, 4 * t.ty, 4 * t.tx, out);                      \
     }                                                                                              \
 }
 
@@ -116,14 +103,8 @@ extern "C" __global__ void winograd4_output_adjoint_##SUFFIX(                   
 {                                                                                                  \
     GRID_STRIDE_LOOP(index, (long long)n_img * channels * th * tw) {                               \
         const Tile t = locate_tile(index, channels, n_img, th, tw);                                \
-        const T* plane = gy + t.plane * oh * ow;                                                   \
         T g[4][4];                                                                                 \
-        for (int a = 0; a < 4; ++a) {                                                              \
-            for (int b = 0; b < 4; ++b) {                                                          \
-                const int r = 4 * t.ty + a, c = 4 * t.tx + b;                                      \
-                g[a][b] = (r < oh && c < ow) ? plane[r * ow + c] : T(0);                           \
-            }                                                                                      \
-        }                                                                                          \
+        load_window(gy + t.plane * oh * ow, oh, ow, 4 * t.ty, 4 * t.tx, g);                        \
         T a_dy[6][4]; /* A dY, a column at a time */                                               \
         for (int b = 0; b < 4; ++b) winograd4_a(g[0][b], g[1][b], g[2][b], g[3][b], &a_dy[0][b], 4); \
         for (int i = 0; i < 6; ++i) { /* each row of A dY times A^T */                             \
