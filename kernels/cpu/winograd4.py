@@ -19,17 +19,19 @@ mostly padding, which is why the op keeps F(2x2) for those.
 
 Each tile row ends with a dummy tile (``pitch > tw``), which makes every transform a few
 unit-stride loops over a channel's tiles in a group of images, ``images*th*pitch`` long (LLVM
-vectorises only loops longer than a few vectors, and reads 2 or 4 apart cost several times what
-unit-stride ones do; see ``GROUP_TILES``). Each plane, zero-padded, is split into 16 polyphase components,
-``P[4a + b][y*pitch + s] = padded[4y + a, 4s + b]`` for the tile rows ``y < th``, and 8 more,
-``D[4a + b]``, that hold the same for ``y + 1`` and a < 2 (the bottom rows of a tile, which
-would otherwise reach into the next image's components). Then tile ``k = ty*pitch + tx`` finds
-its row ``r``, column ``q`` at index ``k + q // 4`` of component ``4*(r % 4) + q % 4`` of P, or
-of D for r >= 4: the same offset for every tile of every image. Each transform is two such loops,
-over the columns of the tile and then its rows, through a scratch array of partial results. What
-the input transform writes into dummy tiles is finite and unspecified, the output transform drops
-them, and its adjoint writes zeros there, so they add nothing to the weight gradient; they cost
-the GEMMs ``1/tw`` more columns.
+vectorises only loops longer than a few vectors; see ``GROUP_TILES``). A plane, zero-padded, is
+first laid out by row: ``rows[a][y*4*pitch + col] = padded[4y + a, col]``, tile row ``y`` of every
+phase ``a`` being ``4*pitch`` columns wide. The first matrix of a transform (``B^T``, or ``A``)
+then acts on the columns of the tiles: every column of every tile row at once, one unit-stride
+loop over ``J = y*4*pitch + col`` reading ``rows[r % 4][J + (r // 4)*4*pitch]`` for the tile's
+row ``r``. The second acts on the tiles' rows: tile ``k = ty*pitch + tx`` finds its column ``q`` at
+``4k + q`` of that result (its columns 4 and 5 are the next tile's 0 and 1, hence the dummy tile
+that ends a row). Only this pass reads 4 apart; splitting the plane into its 16 polyphase
+components first, for unit-stride passes over tiles in both directions, took longer for the
+split than for both passes. What the input transform writes into dummy tiles is finite
+and unspecified, the output transform drops them, and its adjoint writes zeros there (their
+columns lie past the plane), so they add nothing to the weight gradient; they cost the GEMMs
+``1/tw`` more columns.
 
 The kernels run on the calling thread without the GIL: the conv op hands each core its own batch
 chunk.
@@ -90,32 +92,16 @@ def _groups(channels, n_img, group):
 
 
 @njit(inline="always", cache=True)
-def _split_plane(plane, rows, cols, row0, col0, quarters, p, d, start, th, pitch):
-    """``plane[:rows, :cols]`` placed at (row0, col0) of a zero-padded plane, split into
-    ``p[4a + b][start + y*pitch + s] = padded[4y + a, 4s + b]`` for y < th and, where ``d`` has
-    rows (a < 2), ``d[4a + b][start + y*pitch + s]`` for y + 1. ``quarters`` (4, 4*(th + 1)*pitch)
-    holds the padded rows by ``row % 4``, each polyphase row ``4*pitch`` wide: zeros outside the
-    placed rectangle, which every plane keeps."""
+def _place_rows(plane, rows, cols, row0, col0, by_row, pitch):
+    """``plane[:rows, :cols]`` placed at (row0, col0) of a zero-padded plane laid out by row:
+    ``by_row[a][y*4*pitch + col] = padded[4y + a, col]``. Outside the placed rectangle
+    ``by_row`` keeps the zeros it was made with, for every plane."""
     for r in range(rows):
         padded_row = r + row0
         first = (padded_row // 4) * 4 * pitch + col0
-        dst, src = quarters[padded_row % 4, first:first + cols], plane[r]
+        dst, src = by_row[padded_row % 4, first:first + cols], plane[r]
         for q in range(cols):
             dst[q] = src[q]
-    count = th * pitch
-    for a in range(4):
-        for down in range(2 if a < d.shape[0] // 4 else 1):
-            src = quarters[a, 4 * down * pitch:]
-            out = p if down == 0 else d
-            p0 = out[4 * a, start:start + count]
-            p1 = out[4 * a + 1, start:start + count]
-            p2 = out[4 * a + 2, start:start + count]
-            p3 = out[4 * a + 3, start:start + count]
-            for k in range(count):
-                p0[k] = src[4 * k]
-                p1[k] = src[4 * k + 1]
-                p2[k] = src[4 * k + 2]
-                p3[k] = src[4 * k + 3]
 
 
 @njit(nogil=True, cache=True)
@@ -124,35 +110,32 @@ def winograd4_input(x, v, ph, pw, th, tw, pitch):
     ``v[xi, c*N*th*pitch + col]``, tile (ty, tx) reading padded rows 4ty..4ty+5, columns
     4tx..4tx+5. Requires ``pitch > tw``."""
     n_img, channels, h, w = x.shape
-    count = th * pitch
+    count, width = th * pitch, 4 * pitch
     tiles = n_img * count
     h_in, w_in = min(h, 4 * th + 2 - ph), min(w, 4 * tw + 2 - pw)  # rows/columns no tile reaches are skipped
     group = _images_per_group(n_img, count)
-    quarters = np.zeros((4, 4 * (th + 1) * pitch), x.dtype)
-    # zeros: a group's last dummy tile reads one entry past its tiles
-    p, d = np.zeros((16, group * count + 1), x.dtype), np.zeros((8, group * count + 1), x.dtype)
-    bt_d = np.empty((36, group * count), x.dtype)  # B^T d: row 6i + q holds entry (i, q) of every tile
+    by_row = np.zeros((4, (th + 1) * width), x.dtype)  # a tile row's last two rows are the next's first
+    # B^T d: row i holds entry i of B^T times each column of every tile row of the group's planes,
+    # plus two columns that the group's last (dummy) tile reads
+    bt_d = np.zeros((6, group * 4 * count + 2), x.dtype)
     for c, n0, images in _groups(channels, n_img, group):
         for n in range(images):
-            _split_plane(x[n0 + n, c], h_in, w_in, ph, pw, quarters, p, d, n * count, th, pitch)
-        tiles_here = images * count
-        for q in range(6):  # B^T times each column q of the tile
-            phase, right = q % 4, q // 4
-            d0, d1 = p[phase, right:], p[4 + phase, right:]
-            d2, d3 = p[8 + phase, right:], p[12 + phase, right:]
-            d4, d5 = d[phase, right:], d[4 + phase, right:]
-            t0, t1, t2, t3, t4, t5 = bt_d[q], bt_d[6 + q], bt_d[12 + q], bt_d[18 + q], bt_d[24 + q], bt_d[30 + q]
-            for k in range(tiles_here):
-                r0, r1, r2, r3, r4, r5 = _bt(d0[k], d1[k], d2[k], d3[k], d4[k], d5[k])
-                t0[k], t1[k], t2[k], t3[k], t4[k], t5[k] = r0, r1, r2, r3, r4, r5
-        start = c * tiles + n0 * count
+            _place_rows(x[n0 + n, c], h_in, w_in, ph, pw, by_row, pitch)
+            d0, d1, d2, d3, d4, d5 = by_row[0], by_row[1], by_row[2], by_row[3], by_row[0, width:], by_row[1, width:]
+            first, last = n * 4 * count, (n + 1) * 4 * count
+            t0, t1, t2 = bt_d[0, first:last], bt_d[1, first:last], bt_d[2, first:last]
+            t3, t4, t5 = bt_d[3, first:last], bt_d[4, first:last], bt_d[5, first:last]
+            for j in range(4 * count):
+                r0, r1, r2, r3, r4, r5 = _bt(d0[j], d1[j], d2[j], d3[j], d4[j], d5[j])
+                t0[j], t1[j], t2[j], t3[j], t4[j], t5[j] = r0, r1, r2, r3, r4, r5
+        start, tiles_here = c * tiles + n0 * count, images * count
         for i in range(6):  # each row i of B^T d times B
-            e0, e1, e2, e3, e4, e5 = bt_d[6 * i], bt_d[6 * i + 1], bt_d[6 * i + 2], bt_d[6 * i + 3], bt_d[6 * i + 4], bt_d[6 * i + 5]
+            e = bt_d[i]
             v0, v1 = v[6 * i, start:start + tiles_here], v[6 * i + 1, start:start + tiles_here]
             v2, v3 = v[6 * i + 2, start:start + tiles_here], v[6 * i + 3, start:start + tiles_here]
             v4, v5 = v[6 * i + 4, start:start + tiles_here], v[6 * i + 5, start:start + tiles_here]
             for k in range(tiles_here):
-                r0, r1, r2, r3, r4, r5 = _bt(e0[k], e1[k], e2[k], e3[k], e4[k], e5[k])
+                r0, r1, r2, r3, r4, r5 = _bt(e[4 * k], e[4 * k + 1], e[4 * k + 2], e[4 * k + 3], e[4 * k + 4], e[4 * k + 5])
                 v0[k], v1[k], v2[k], v3[k], v4[k], v5[k] = r0, r1, r2, r3, r4, r5
 
 
@@ -200,25 +183,24 @@ def winograd4_output_adjoint(gy, dm, th, tw, pitch):
     count = th * pitch
     tiles = n_img * count
     group = _images_per_group(n_img, count)
-    quarters = np.zeros((4, 4 * (th + 1) * pitch), gy.dtype)
-    p, no_rows_below = np.empty((16, group * count), gy.dtype), np.empty((0, 0), gy.dtype)
-    a_dy = np.empty((24, group * count), gy.dtype)  # A dY: row 4i + b holds entry (i, b) of every tile
+    by_row = np.zeros((4, th * 4 * pitch), gy.dtype)
+    a_dy = np.empty((6, group * 4 * count), gy.dtype)  # A dY: row i, entry i of A times each column
     for o, n0, images in _groups(channels, n_img, group):
         for n in range(images):
-            _split_plane(gy[n0 + n, o], oh, ow, 0, 0, quarters, p, no_rows_below, n * count, th, pitch)
-        tiles_here = images * count
-        for b in range(4):  # A times each column b of the tile
-            g0, g1, g2, g3 = p[b], p[4 + b], p[8 + b], p[12 + b]
-            s0, s1, s2, s3, s4, s5 = a_dy[b], a_dy[4 + b], a_dy[8 + b], a_dy[12 + b], a_dy[16 + b], a_dy[20 + b]
-            for k in range(tiles_here):
-                r0, r1, r2, r3, r4, r5 = _a(g0[k], g1[k], g2[k], g3[k])
-                s0[k], s1[k], s2[k], s3[k], s4[k], s5[k] = r0, r1, r2, r3, r4, r5
-        start = o * tiles + n0 * count
+            _place_rows(gy[n0 + n, o], oh, ow, 0, 0, by_row, pitch)
+            g0, g1, g2, g3 = by_row[0], by_row[1], by_row[2], by_row[3]
+            first, last = n * 4 * count, (n + 1) * 4 * count
+            s0, s1, s2 = a_dy[0, first:last], a_dy[1, first:last], a_dy[2, first:last]
+            s3, s4, s5 = a_dy[3, first:last], a_dy[4, first:last], a_dy[5, first:last]
+            for j in range(4 * count):
+                r0, r1, r2, r3, r4, r5 = _a(g0[j], g1[j], g2[j], g3[j])
+                s0[j], s1[j], s2[j], s3[j], s4[j], s5[j] = r0, r1, r2, r3, r4, r5
+        start, tiles_here = o * tiles + n0 * count, images * count
         for i in range(6):  # each row i of A dY times A^T
-            e0, e1, e2, e3 = a_dy[4 * i], a_dy[4 * i + 1], a_dy[4 * i + 2], a_dy[4 * i + 3]
+            e = a_dy[i]
             d0, d1 = dm[6 * i, start:start + tiles_here], dm[6 * i + 1, start:start + tiles_here]
             d2, d3 = dm[6 * i + 2, start:start + tiles_here], dm[6 * i + 3, start:start + tiles_here]
             d4, d5 = dm[6 * i + 4, start:start + tiles_here], dm[6 * i + 5, start:start + tiles_here]
             for k in range(tiles_here):
-                r0, r1, r2, r3, r4, r5 = _a(e0[k], e1[k], e2[k], e3[k])
+                r0, r1, r2, r3, r4, r5 = _a(e[4 * k], e[4 * k + 1], e[4 * k + 2], e[4 * k + 3])
                 d0[k], d1[k], d2[k], d3[k], d4[k], d5[k] = r0, r1, r2, r3, r4, r5
