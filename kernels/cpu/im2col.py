@@ -152,12 +152,20 @@ def col2im_serial(col, x_grad, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow):
 
 @njit(inline="always", cache=True)
 def _phase_geometry(h, w, kh, kw, sh, sw, ph, pw, oh, ow):
-    """(q, component rows, rows of x that a tap reaches, columns of x that a tap reaches, width
-    of a padded row buffer) of the polyphase layout. The components get one spare row, which the
-    dummies of the last tap's block run into."""
+    """(q, component rows, rows of x that a tap reaches, columns of x that a tap reaches) of the
+    polyphase layout. The components get one spare row, which the dummies of the last tap's
+    block run into."""
     q = ow + (kw - 1) // sw
     rows = oh + (kh - 1) // sh + 1
-    return q, rows, min(h, sh * rows - ph), min(w, sw * q - pw), max(sw * q, pw + w) + sw
+    return q, rows, min(h, sh * rows - ph), min(w, sw * q - pw)
+
+
+@njit(inline="always", cache=True)
+def _row_phase_slot(r, ph, sh, sw, q):
+    """(row phase a, offset) of x's row ``r`` in the padded plane laid out by row phase:
+    ``by_row[a][y*sw*q + col] = padded[y*sh + a, col]``."""
+    padded_row = r + ph
+    return padded_row % sh, (padded_row // sh) * sw * q
 
 
 @njit(nogil=True, cache=True)
@@ -165,19 +173,24 @@ def im2col_phases(x, col, kh, kw, sh, sw, ph, pw, oh, ow):
     """Unfold ``x`` (N, C, H, W) into ``col`` (C*kh*kw, N*oh*q), q = ow + (kw - 1) // sw, for a
     conv with both strides > 1 and no dilation: ``col[(c*kh + i)*kw + j, (n*oh + y)*q + z] =
     x[n, c, y*sh - ph + i, z*sw - pw + j]`` (0 outside x) for z < ow; the columns z >= ow are
-    finite and unspecified. Runs on the calling thread without the GIL."""
+    finite and unspecified. Runs on the calling thread without the GIL.
+
+    A plane is first laid out by row phase (``by_row[a]``: the padded rows ``y*sh + a``, each
+    ``sw*q`` wide), so that component (a, b) is every sw-th entry of ``by_row[a]`` from ``b`` on:
+    one loop over the whole component rather than one per row."""
     n_img, channels, h, w = x.shape
-    q, rows, h_in, w_in, width = _phase_geometry(h, w, kh, kw, sh, sw, ph, pw, oh, ow)
-    plane = oh * q
-    phases = np.zeros((sh * sw, rows * q), x.dtype)  # rows of padding stay zero for every plane
-    row = np.zeros(width, x.dtype)  # one padded row; its padding stays zero
+    q, rows, h_in, w_in = _phase_geometry(h, w, kh, kw, sh, sw, ph, pw, oh, ow)
+    plane, size = oh * q, rows * q
+    by_row = np.zeros((sh, rows * sw * q), x.dtype)  # padding stays zero for every plane
+    phases = np.empty((sh * sw, size), x.dtype)
     for n in range(n_img):
         for c in range(channels):
             for r in range(h_in):
-                a, y = (r + ph) % sh, (r + ph) // sh
-                copy_row(row[pw:pw + w_in], x[n, c, r], 0, w_in, 1, 0)
+                a, offset = _row_phase_slot(r, ph, sh, sw, q)
+                copy_row(by_row[a, offset + pw:offset + pw + w_in], x[n, c, r], 0, w_in, 1, 0)
+            for a in range(sh):
                 for b in range(sw):
-                    copy_row(phases[a * sw + b, y * q:(y + 1) * q], row, 0, q, sw, b)
+                    copy_row(phases[a * sw + b], by_row[a], 0, size, sw, b)
             for tap in range(kh * kw):
                 i, j = tap // kw, tap % kw
                 start = (i // sh) * q + j // sw
@@ -190,13 +203,13 @@ def col2im_phases(col, x_grad, kh, kw, sh, sw, ph, pw, oh, ow):
     """The adjoint of :func:`im2col_phases` on its real columns: fold ``col`` (C*kh*kw,
     N*oh*q), whose dummy columns must be zero, into ``x_grad`` (N, C, H, W), which is
     overwritten. Each tap's block is added into its polyphase component in one run, taps in
-    (i, j) order, then the components are interleaved back into the plane."""
+    (i, j) order, then the components are interleaved back into the plane laid out by row phase."""
     n_img, channels, h, w = x_grad.shape
-    q, rows, h_in, w_in, width = _phase_geometry(h, w, kh, kw, sh, sw, ph, pw, oh, ow)
-    plane = oh * q
+    q, rows, h_in, w_in = _phase_geometry(h, w, kh, kw, sh, sw, ph, pw, oh, ow)
+    plane, size = oh * q, rows * q
     one = col.dtype.type(1)
-    phases = np.empty((sh * sw, rows * q), col.dtype)
-    row = np.zeros(width, col.dtype)  # past the components' reach it stays zero
+    phases = np.empty((sh * sw, size), col.dtype)
+    by_row = np.empty((sh, rows * sw * q), col.dtype)
     for n in range(n_img):
         for c in range(channels):
             zero(phases.reshape(phases.size))
@@ -205,14 +218,16 @@ def col2im_phases(col, x_grad, kh, kw, sh, sw, ph, pw, oh, ow):
                 start = (i // sh) * q + j // sw
                 scatter_row_axpy(phases[(i % sh) * sw + j % sw], one,
                                  col[c * kh * kw + tap, n * plane:(n + 1) * plane], 0, plane, 1, start)
+            for a in range(sh):
+                for b in range(sw):
+                    src, dst = phases[a * sw + b], by_row[a, b:]
+                    for k in range(size):
+                        dst[k * sw] = src[k]
             for r in range(h):
                 dst = x_grad[n, c, r]
                 if r >= h_in:  # no tap reaches this row
                     zero(dst)
                     continue
-                a, y = (r + ph) % sh, (r + ph) // sh
-                for b in range(sw):
-                    src = phases[a * sw + b, y * q:(y + 1) * q]
-                    for k in range(q):
-                        row[k * sw + b] = src[k]
-                copy_row(dst, row, 0, w, 1, pw)
+                a, offset = _row_phase_slot(r, ph, sh, sw, q)
+                copy_row(dst, by_row[a], 0, w_in, 1, offset + pw)
+                zero(dst[w_in:])  # nor these columns
