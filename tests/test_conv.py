@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 import tinyconv
 from tinyconv import backend
 from tinyconv.ops import winograd
-from tinyconv.ops.conv import conv2d
+from tinyconv.ops.conv import _batch_chunk, conv2d
 from tinyconv.testing import check_grad, conv_params
 
 
@@ -103,6 +103,17 @@ def test_batch_chunking_gives_same_result(monkeypatch):
     (y * y).sum().backward()
     for got, want in zip([y.data] + [t.grad for t in xs], full):
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("n, fits, threads, chunk", [
+    (128, 27, 2, 22),  # 5 chunks of 27 would leave one thread idle for a chunk: 6 of 22
+    (128, 9, 2, 8), (128, 17, 2, 16), (128, 32, 2, 32), (128, 27, 1, 26), (5, 3, 2, 3), (1, 1, 2, 1)])
+def test_batch_chunks_share_out_evenly_over_threads(monkeypatch, n, fits, threads, chunk):
+    """``fits`` images fill the workspace; the chunks stay within it and come in a number the
+    threads share evenly."""
+    monkeypatch.setenv("TINYCONV_NUM_THREADS", str(threads))
+    monkeypatch.setattr(backend, "workspace_limit", fits * 1000)
+    assert _batch_chunk(n, 1000, np) == chunk
 
 
 @pytest.mark.torch
