@@ -20,19 +20,19 @@ mostly padding, which is why the op keeps F(2x2) for those.
 Each tile row ends with a dummy tile (``pitch > tw``), which makes every transform a few
 unit-stride loops over a channel's tiles in a group of images, ``images*th*pitch`` long (LLVM
 vectorises only loops longer than a few vectors; see ``GROUP_TILES``). A plane, zero-padded, is
-first laid out by row: ``rows[a][y*4*pitch + col] = padded[4y + a, col]``, tile row ``y`` of every
-phase ``a`` being ``4*pitch`` columns wide. The first matrix of a transform (``B^T``, or ``A``)
-then acts on the columns of the tiles: every column of every tile row at once, one unit-stride
-loop over ``J = y*4*pitch + col`` reading ``rows[r % 4][J + (r // 4)*4*pitch]`` for the tile's
-row ``r``. The second acts on the tiles' rows: tile ``k = ty*pitch + tx`` finds its column ``q`` at
-``4k + q`` of that result (its columns 4 and 5 are the next tile's 0 and 1, hence the dummy tile
-that ends a row), which is first copied out by column phase (:func:`_deinterleave`). Splitting
-the padded plane itself into its 16 polyphase components (and 8 more for the rows below a tile
-row), for unit-stride passes over tiles in both directions, took longer for the split than for
-both passes. What the input transform writes into dummy tiles is finite
-and unspecified, the output transform drops them, and its adjoint writes zeros there (their
-columns lie past the plane), so they add nothing to the weight gradient; they cost the GEMMs
-``1/tw`` more columns.
+first laid out by row, ``by_row[a][y*4*pitch + col] = padded[4y + a, col]``: tile row ``y`` of
+every row phase ``a``, ``4*pitch`` columns wide. The first matrix of a transform (``B^T``, or
+``A`` in the output adjoint) then acts on the columns of the tiles, every column of every tile
+row at once: one unit-stride loop over ``J = y*4*pitch + col``, reading the tile's row ``r`` at
+``by_row[r % 4][J + (r // 4)*4*pitch]``. The second acts on the tiles' rows: tile ``k = ty*pitch
++ tx`` finds its column ``q`` at ``4k + q`` of that result (columns 4 and 5 are the next tile's 0
+and 1, hence the dummy tile that ends a row), read from a copy by column phase
+(:func:`_deinterleave`). Splitting the padded plane itself into its 16 polyphase components (and
+8 more for the rows below a tile row), for unit-stride passes over tiles in both directions,
+took longer for the split than for both passes. What the input transform writes into dummy
+tiles is finite and unspecified, the output transform drops them, and its adjoint writes zeros
+there (their columns lie past the plane), so they add nothing to the weight gradient; they cost
+the GEMMs ``1/tw`` more columns.
 
 The kernels run on the calling thread without the GIL: the conv op hands each core its own batch
 chunk.
